@@ -1,0 +1,123 @@
+"""The connection budget: every pool at maximum autoscale fits in max_connections minus the reserve.
+
+This is the reference text's last failure ("Connection refused" once pools are exhausted) made
+arithmetic: servers x workers x (pool + overflow) <= max_connections - reserve, or RDS Proxy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .errors import SpecError, SpecInvalid
+
+# RDS's default max_connections is LEAST({DBInstanceClassMemory/9531392}, 5000): ~9 MiB per backend.
+BYTES_PER_CONNECTION = 9_531_392
+RDS_MAX_CONNECTIONS = 5_000
+# Reserved slots: superuser_reserved_connections (3) + rds.rds_superuser_reserved_connections (2).
+SUPERUSER_RESERVED = 5
+# Operators' psql sessions, monitoring agents and the migration task must still get in when the
+# fleet is at its maximum.
+ADMIN_HEADROOM = 10
+# Each replica's walsender, plus one for a pg_basebackup or logical slot.
+def replication_reserve(replicas: int) -> int:
+    return replicas + 1
+
+
+# SQLAlchemy's defaults (pool 5, overflow 10) give 15 connections per worker process, which is
+# what exhausts max_connections in the reference text. An MLflow request holds one connection for
+# a few ms; at the planned per-worker rate (< 100 req/s) Little's law gives < 1 in use on average,
+# so a pool of 2 with 3 overflow absorbs bursts while bounding the fleet.
+POOL_SIZE = {"api": 2, "ui": 2}
+MAX_OVERFLOW = {"api": 3, "ui": 2}
+# Connections are recycled after 25 min: before RDS Proxy's 30 min idle client timeout.
+POOL_RECYCLE_S = 1_500
+# Room left above the fleet's own need when max_connections is set from it.
+MAX_CONNECTIONS_MARGIN = 1.2
+MIN_MAX_CONNECTIONS = 100
+# With RDS Proxy, the proxy may use 90% of max_connections; the rest stays for admin sessions.
+PROXY_MAX_CONNECTIONS_PERCENT = 90
+PROXY_MAX_IDLE_PERCENT = 50
+
+
+@dataclass(frozen=True)
+class Pool:
+    pool_size: int
+    max_overflow: int
+    recycle_seconds: int
+
+    @property
+    def per_worker(self) -> int:
+        return self.pool_size + self.max_overflow
+
+
+def pool_for(role: str) -> Pool:
+    return Pool(POOL_SIZE[role], MAX_OVERFLOW[role], POOL_RECYCLE_S)
+
+
+def memory_ceiling(memory_bytes: int) -> int:
+    """RDS's own default for the class: what its memory can hold."""
+    return min(RDS_MAX_CONNECTIONS, memory_bytes // BYTES_PER_CONNECTION)
+
+
+@dataclass(frozen=True)
+class ConnectionBudget:
+    api_pool: Pool
+    ui_pool: Pool
+    api_connections: int          # to the primary, all API workers at max autoscale
+    ui_primary_connections: int   # the UI's writes (and reads when there is no replica)
+    ui_replica_connections: int   # per replica
+    fleet_connections: int        # api + ui on the primary
+    reserve: int
+    max_connections: int
+    memory_ceiling: int
+    rds_proxy: bool
+    proxy_max_connections_percent: int | None
+    headroom: int                 # max_connections - reserve - connections the database sees
+    reason: str
+
+
+def plan_connection_budget(*, api_max: int, api_workers: int, ui_max: int, ui_workers: int,
+                           replicas: int, memory_bytes: int, proxy_mode: str,
+                           source_file: str = "", instance_class: str = "") -> ConnectionBudget:
+    api_pool, ui_pool = pool_for("api"), pool_for("ui")
+    api = api_max * api_workers * api_pool.per_worker
+    ui_all = ui_max * ui_workers * ui_pool.per_worker
+    # The UI server keeps an engine on the primary too (writes: tags, notes, deletes); with a
+    # replica its reads move there, and each replica serves its share of the UI tasks.
+    ui_primary = ui_all
+    ui_replica = math.ceil(ui_max / replicas) * ui_workers * ui_pool.per_worker if replicas else 0
+    fleet = api + ui_primary
+    reserve = SUPERUSER_RESERVED + ADMIN_HEADROOM + replication_reserve(replicas)
+    ceiling = memory_ceiling(memory_bytes)
+    fits_direct = fleet + reserve <= ceiling and ui_replica + reserve <= ceiling
+    if proxy_mode == "off" and not fits_direct:
+        raise SpecInvalid([SpecError(source_file, "database.rds_proxy",
+                                     f"'off' is not allowed for this plan; at maximum autoscale the tracking fleets open {fleet} connections"
+                                     f" but {instance_class} allows {ceiling - reserve} after the reserve of {reserve};"
+                                     f" expected 'auto' or 'on', a larger database.instance_class, or lower tracking max_count")])
+    if ui_replica + reserve > ceiling:
+        # RDS Proxy has no reader endpoint for RDS for PostgreSQL: UI reads reach replicas directly.
+        raise SpecInvalid([SpecError(source_file, "tracking.ui.max_count",
+                                     f"{ui_max} is not allowed for this plan; each replica would get {ui_replica} UI connections"
+                                     f" but {instance_class} allows {ceiling - reserve}; expected fewer UI tasks or more read replicas")])
+    use_proxy = proxy_mode == "on" or not fits_direct
+    if use_proxy:
+        max_connections = ceiling
+        # the proxy's share never eats into the reserve
+        percent = min(PROXY_MAX_CONNECTIONS_PERCENT, (ceiling - reserve) * 100 // ceiling)
+        seen = ceiling * percent // 100
+        why = (f"{fleet} fleet connections at max autoscale vs {ceiling} the class holds:"
+               f" RDS Proxy multiplexes them onto at most {percent}% of max_connections ({seen})"
+               if not fits_direct else f"RDS Proxy requested (database.rds_proxy: on), using at most {percent}% of max_connections ({seen})")
+        headroom = max_connections - reserve - seen
+    else:
+        need = max(fleet, ui_replica) + reserve
+        max_connections = min(ceiling, max(MIN_MAX_CONNECTIONS, math.ceil(need * MAX_CONNECTIONS_MARGIN)))
+        why = (f"API {api_max} x {api_workers} workers x ({api_pool.pool_size}+{api_pool.max_overflow}) = {api}"
+               f" + UI {ui_max} x {ui_workers} x ({ui_pool.pool_size}+{ui_pool.max_overflow}) = {ui_primary}"
+               f" + reserve {reserve} fits in max_connections {max_connections} (class holds {ceiling})")
+        headroom = max_connections - reserve - max(fleet, ui_replica)
+        percent = None
+    return ConnectionBudget(api_pool, ui_pool, api, ui_primary, ui_replica, fleet, reserve,
+                            max_connections, ceiling, use_proxy, percent, headroom, why)

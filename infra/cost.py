@@ -1,0 +1,97 @@
+"""Monthly cost estimate from the shipped price table (infra/data/prices.yaml), by component."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import catalogue
+from .connections import ConnectionBudget
+from .sizing import GP3_STRIPED_BASELINE, DatabaseClass, FleetPlan, StoragePlan
+
+ALARM_COUNT = 12        # the monitoring component's alarm set (see README, "Alarms")
+SECRETS = 1             # the RDS-managed master user secret
+INTERFACE_ENDPOINTS = 4  # ecr.api, ecr.dkr, logs, secretsmanager (when there is no NAT)
+LOAD_BALANCERS = 2      # API (internal) and UI
+
+
+@dataclass(frozen=True)
+class CostLine:
+    component: str
+    monthly_usd: float
+    detail: str
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    region: str
+    prices_region: str
+    source: str
+    recorded: str
+    lines: tuple[CostLine, ...]
+    total_monthly_usd: float
+    at_max_autoscale_monthly_usd: float
+    notes: tuple[str, ...]
+
+
+def prices_for(region: str) -> tuple[str, dict]:
+    table = catalogue.price_table()["regions"]
+    if region in table:
+        return region, table[region]
+    return "us-east-1", table["us-east-1"]
+
+
+def instance_hourly(region: str) -> dict[str, float]:
+    return prices_for(region)[1]["rds_instance_hourly"]
+
+
+def _fleet_hourly(fleet: FleetPlan, p: dict) -> float:
+    if fleet.compute == "ec2":
+        return p["ec2_hourly"][fleet.instance_type]
+    return fleet.vcpu * p["fargate_arm_vcpu_hour"] + fleet.memory_gib * p["fargate_arm_gib_hour"]
+
+
+def estimate(*, region: str, db: DatabaseClass, multi_az: bool, replicas: int, storage: StoragePlan,
+             budget: ConnectionBudget, api: FleetPlan, ui: FleetPlan, availability_zones: int,
+             nat_gateway: bool, creates_vpc: bool) -> CostEstimate:
+    prices_region, p = prices_for(region)
+    hours = catalogue.price_table()["hours_per_month"]
+    lines: list[CostLine] = []
+    copies = 2 if multi_az else 1
+    hourly = p["rds_instance_hourly"][db.instance_class]
+    lines.append(CostLine("database primary", hourly * hours * copies,
+                          f"{db.instance_class} x{copies} ({'Multi-AZ' if multi_az else 'Single-AZ'})"))
+    if replicas:
+        lines.append(CostLine("read replicas", hourly * hours * replicas, f"{replicas} x {db.instance_class}"))
+    volumes = copies + replicas
+    storage_cost = storage.allocated_gib * p["rds_gp3_gib_month"] * volumes
+    extra_iops = max(0, storage.iops - GP3_STRIPED_BASELINE[0]) if storage.iops_provisioned else 0
+    extra_mibps = max(0, storage.throughput_mibps - GP3_STRIPED_BASELINE[1]) if storage.iops_provisioned else 0
+    storage_cost += (extra_iops * p["rds_gp3_iops_month"] + extra_mibps * p["rds_gp3_mibps_month"]) * volumes
+    lines.append(CostLine("database storage", storage_cost,
+                          f"{storage.allocated_gib} GiB gp3 x{volumes} volumes, {storage.iops:,} IOPS, {storage.throughput_mibps} MiB/s"))
+    if budget.rds_proxy:
+        lines.append(CostLine("RDS Proxy", db.vcpu * p["rds_proxy_vcpu_hour"] * hours, f"{db.vcpu} vCPU behind the proxy"))
+    for fleet in (api, ui):
+        unit = _fleet_hourly(fleet, p)
+        kind = fleet.instance_type or f"Fargate {fleet.vcpu:g} vCPU / {fleet.memory_gib:g} GiB (arm64)"
+        lines.append(CostLine(f"tracking {fleet.role}", unit * fleet.min_count * hours, f"{fleet.min_count} x {kind}"))
+    lines.append(CostLine("load balancers", LOAD_BALANCERS * (p["alb_hour"] + p["alb_lcu_hour"]) * hours,
+                          f"{LOAD_BALANCERS} ALBs at one LCU each"))
+    if creates_vpc and nat_gateway:
+        lines.append(CostLine("NAT gateways", p["nat_gateway_hour"] * hours * availability_zones, f"one per zone x{availability_zones}"))
+    elif not nat_gateway:
+        lines.append(CostLine("VPC interface endpoints", INTERFACE_ENDPOINTS * availability_zones * p["interface_endpoint_az_hour"] * hours,
+                              f"{INTERFACE_ENDPOINTS} endpoints x {availability_zones} zones (no NAT)"))
+    lines.append(CostLine("monitoring and secrets",
+                          ALARM_COUNT * p["cloudwatch_alarm_month"] + p["cloudwatch_dashboard_month"] + SECRETS * p["secrets_manager_secret_month"],
+                          f"{ALARM_COUNT} alarms, 1 dashboard, {SECRETS} secret"))
+    total = sum(line.monthly_usd for line in lines)
+    burst = sum(_fleet_hourly(f, p) * (f.max_count - f.min_count) * hours for f in (api, ui))
+    notes = ["fleets at their minimum count; S3 artifact storage and data transfer depend on use and are not included",
+             "Performance Insights within the free 7-day retention; on-demand prices, no Savings Plans or Reserved Instances"]
+    if prices_region != region:
+        notes.insert(0, f"no prices for {region} in the table; {prices_region} prices shown")
+    table = catalogue.price_table()
+    return CostEstimate(region, prices_region, str(table["source"]), str(table["recorded"]),
+                        tuple(CostLine(l.component, round(l.monthly_usd, 2), l.detail) for l in lines),
+                        round(total, 2), round(total + burst, 2), tuple(notes))

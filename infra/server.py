@@ -1,0 +1,77 @@
+"""The `mlflow server` command line and environment for the API and UI tiers, and their open-files limit.
+
+Credentials never appear here: the database URIs are composed at container start from Secrets
+Manager values (see `secret_environment`), so they are on neither the command line nor in plain
+environment variables of the task definition. Reference text fix 5 and its "Too many open files".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .connections import ConnectionBudget
+from .sizing import FleetPlan
+
+PORT = 5000
+HEALTH_PATH = "/health"
+PROMETHEUS_DIR = "/tmp/mlflow-prometheus"  # --expose-prometheus needs a writable directory for multiprocess metrics
+# The floor the reference text's "Too many open files" calls for; Fargate allows up to 1,048,576.
+MIN_NOFILE = 65_536
+MAX_NOFILE = 1_048_576
+# Per worker: the request thread pool's sockets (anyio's 40 threads), boto3's S3 pool (10),
+# and files a request may open (artifact uploads, static files).
+SOCKETS_PER_WORKER = 40 + 10 + 64
+# Placeholders the realization fills in (component: ECS/EC2; local: 127.0.0.1).
+PRIMARY_URI_ENV = "MLFLOW_BACKEND_STORE_URI"
+REPLICA_URI_ENV = "MLFLOW_READ_REPLICA_BACKEND_STORE_URI"
+SECRET_ENV = ("DB_USERNAME", "DB_PASSWORD")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    role: str
+    command: tuple[str, ...]
+    environment: dict[str, str]
+    secret_environment: tuple[str, ...]
+    uri_environment: tuple[str, ...]   # composed at start from DB_HOST/DB_PORT/DB_NAME + secrets
+    port: int
+    health_path: str
+    nofile: int
+    reason: str
+
+
+def nofile_limit(workers: int, connections_per_worker: int) -> int:
+    """At least 65,536, and at least four times the sockets the plan itself opens (rounded to a power of two)."""
+    need = workers * (connections_per_worker + SOCKETS_PER_WORKER) * 4
+    limit = MIN_NOFILE
+    while limit < need and limit < MAX_NOFILE:
+        limit *= 2
+    return limit
+
+
+def server_settings(role: str, spec, fleet: FleetPlan, budget: ConnectionBudget, ui_on_replica: bool) -> ServerSettings:
+    pool = budget.api_pool if role == "api" else budget.ui_pool
+    command = ["mlflow", "server", "--host", "0.0.0.0", "--port", str(PORT), "--workers", str(fleet.workers),
+               "--expose-prometheus", PROMETHEUS_DIR]
+    if role == "api":
+        # proxied artifacts: training jobs upload through the API, so only its task role reaches the bucket
+        command += ["--serve-artifacts", "--artifacts-destination", "{artifacts_destination}"]
+    else:
+        command += ["--no-serve-artifacts"]
+    if spec.tracking.allowed_hosts:
+        command += ["--allowed-hosts", ",".join(spec.tracking.allowed_hosts)]
+    if spec.tracking.auth == "basic":
+        command += ["--app-name", "basic-auth"]
+    uri_env = [PRIMARY_URI_ENV]
+    if role == "ui" and ui_on_replica:
+        uri_env.append(REPLICA_URI_ENV)
+    environment = {
+        "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": str(pool.pool_size),
+        "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": str(pool.max_overflow),
+        "MLFLOW_SQLALCHEMYSTORE_POOL_RECYCLE": str(pool.recycle_seconds),
+        "PROMETHEUS_MULTIPROC_DIR": PROMETHEUS_DIR,
+    }
+    nofile = nofile_limit(fleet.workers, pool.per_worker)
+    reason = (f"{fleet.workers} workers x pool {pool.pool_size}+{pool.max_overflow}; open files {nofile:,}"
+              + ("; reads from the replica" if role == "ui" and ui_on_replica else ""))
+    return ServerSettings(role, tuple(command), environment, SECRET_ENV, tuple(uri_env), PORT, HEALTH_PATH, nofile, reason)
