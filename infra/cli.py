@@ -162,6 +162,8 @@ def render_plan(p: CapacityPlan, console: Console) -> None:
     it = _table("Index migration (after mlflow db upgrade)", "statement", "why")
     for index in p.indexes.indexes:
         it.add_row(index.create_sql, index.reason)
+    for stat in p.indexes.statistics:
+        it.add_row(stat.create_sql, stat.reason)
     for setting in p.indexes.table_settings:
         it.add_row(setting.alter_sql, setting.reason)
     console.print(it)

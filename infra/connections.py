@@ -24,12 +24,20 @@ def replication_reserve(replicas: int) -> int:
     return replicas + 1
 
 
-# SQLAlchemy's defaults (pool 5, overflow 10) give 15 connections per worker process, which is
-# what exhausts max_connections in the reference text. An MLflow request holds one connection for
+# SQLAlchemy's defaults (pool 5, overflow 10) give 15 connections per engine, 30 per worker
+# process, which is what exhausts max_connections in the reference text. An MLflow request holds one connection for
 # a few ms; at the planned per-worker rate (< 100 req/s) Little's law gives < 1 in use on average,
 # so a pool of 2 with 3 overflow absorbs bursts while bounding the fleet.
 POOL_SIZE = {"api": 2, "ui": 2}
 MAX_OVERFLOW = {"api": 3, "ui": 2}
+# Each MLflow server worker process keeps one SQLAlchemy engine (its own pool) per store on the
+# same database: tracking and model registry (mlflow/store/*/sqlalchemy_store.py, MLflow 3.17),
+# plus the basic-auth store when auth is on. With a read replica, the same stores keep a second
+# engine on the replica.
+def engines_per_worker(auth: str) -> int:
+    return 3 if auth == "basic" else 2
+
+
 # Connections are recycled after 25 min: before RDS Proxy's 30 min idle client timeout.
 POOL_RECYCLE_S = 1_500
 # Room left above the fleet's own need when max_connections is set from it.
@@ -64,6 +72,7 @@ def memory_ceiling(memory_bytes: int) -> int:
 class ConnectionBudget:
     api_pool: Pool
     ui_pool: Pool
+    engines_per_worker: int       # SQLAlchemy engines (pools) per worker process and database
     api_connections: int          # to the primary, all API workers at max autoscale
     ui_primary_connections: int   # the UI's writes (and reads when there is no replica)
     ui_replica_connections: int   # per replica
@@ -78,15 +87,16 @@ class ConnectionBudget:
 
 
 def plan_connection_budget(*, api_max: int, api_workers: int, ui_max: int, ui_workers: int,
-                           replicas: int, memory_bytes: int, proxy_mode: str,
+                           replicas: int, memory_bytes: int, proxy_mode: str, auth: str = "none",
                            source_file: str = "", instance_class: str = "") -> ConnectionBudget:
     api_pool, ui_pool = pool_for("api"), pool_for("ui")
-    api = api_max * api_workers * api_pool.per_worker
-    ui_all = ui_max * ui_workers * ui_pool.per_worker
+    engines = engines_per_worker(auth)
+    api = api_max * api_workers * engines * api_pool.per_worker
+    ui_all = ui_max * ui_workers * engines * ui_pool.per_worker
     # The UI server keeps an engine on the primary too (writes: tags, notes, deletes); with a
     # replica its reads move there, and each replica serves its share of the UI tasks.
     ui_primary = ui_all
-    ui_replica = math.ceil(ui_max / replicas) * ui_workers * ui_pool.per_worker if replicas else 0
+    ui_replica = math.ceil(ui_max / replicas) * ui_workers * engines * ui_pool.per_worker if replicas else 0
     fleet = api + ui_primary
     reserve = SUPERUSER_RESERVED + ADMIN_HEADROOM + replication_reserve(replicas)
     ceiling = memory_ceiling(memory_bytes)
@@ -114,10 +124,10 @@ def plan_connection_budget(*, api_max: int, api_workers: int, ui_max: int, ui_wo
     else:
         need = max(fleet, ui_replica) + reserve
         max_connections = min(ceiling, max(MIN_MAX_CONNECTIONS, math.ceil(need * MAX_CONNECTIONS_MARGIN)))
-        why = (f"API {api_max} x {api_workers} workers x ({api_pool.pool_size}+{api_pool.max_overflow}) = {api}"
-               f" + UI {ui_max} x {ui_workers} x ({ui_pool.pool_size}+{ui_pool.max_overflow}) = {ui_primary}"
+        why = (f"API {api_max} x {api_workers} workers x {engines} engines x ({api_pool.pool_size}+{api_pool.max_overflow}) = {api}"
+               f" + UI {ui_max} x {ui_workers} x {engines} x ({ui_pool.pool_size}+{ui_pool.max_overflow}) = {ui_primary}"
                f" + reserve {reserve} fits in max_connections {max_connections} (class holds {ceiling})")
         headroom = max_connections - reserve - max(fleet, ui_replica)
         percent = None
-    return ConnectionBudget(api_pool, ui_pool, api, ui_primary, ui_replica, fleet, reserve,
+    return ConnectionBudget(api_pool, ui_pool, engines, api, ui_primary, ui_replica, fleet, reserve,
                             max_connections, ceiling, use_proxy, percent, headroom, why)

@@ -33,6 +33,8 @@ class Coefficients:
     param_row_bytes: float
     tag_row_bytes: float
     run_row_bytes: float
+    wal_bytes_per_metric_row: float
+    wal_bytes_per_run: float
     db_cpu_s_per_write_request: float
     db_cpu_s_per_metric_row: float
     db_cpu_s_per_param_or_tag_row: float
@@ -47,13 +49,15 @@ class Coefficients:
 @lru_cache(maxsize=None)
 def coefficients() -> Coefficients:
     data = catalogue.measurements()
-    rows, db, server = data["bytes_per_row"], data["db_cpu_seconds"], data["server_cpu_seconds"]
+    rows, wal, db, server = data["bytes_per_row"], data["wal_bytes"], data["db_cpu_seconds"], data["server_cpu_seconds"]
     return Coefficients(
         metric_row_bytes=rows["metrics"],
         latest_metric_row_bytes=rows["latest_metrics"],
         param_row_bytes=rows["params"],
         tag_row_bytes=rows["tags"],
         run_row_bytes=rows["runs"],
+        wal_bytes_per_metric_row=wal["per_metric_row"],
+        wal_bytes_per_run=wal["per_run"],
         db_cpu_s_per_write_request=db["per_write_request"],
         db_cpu_s_per_metric_row=db["per_metric_row"],
         db_cpu_s_per_param_or_tag_row=db["per_param_or_tag_row"],
@@ -79,6 +83,7 @@ class Demand:
     storage_growth_gib_per_day: float
     storage_at_retention_gib: float
     write_bytes_per_s: float
+    wal_bytes_per_s: float
     hot_set_gib: float
     reason: str
 
@@ -121,6 +126,7 @@ def demand(workload: Workload, k: Coefficients | None = None) -> Demand:
         storage_growth_gib_per_day=growth,
         storage_at_retention_gib=growth * workload.retention_days,
         write_bytes_per_s=write_bytes,
+        wal_bytes_per_s=metric_rows * k.wal_bytes_per_metric_row + runs_per_s * k.wal_bytes_per_run,
         hot_set_gib=hot_set,
         reason=(f"{workload.concurrent_training_jobs} jobs x {workload.logging_calls_per_job_per_minute:g} calls/min"
                 f" x {workload.metrics_per_call} metrics, {workload.runs_per_day} runs/day over"

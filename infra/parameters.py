@@ -106,8 +106,10 @@ def max_worker_processes(vcpu: int) -> int:
 
 
 def max_parallel_workers_per_gather(vcpu: int) -> int:
-    """Half the vCPUs, at most 4: search queries parallelise, but logging needs the rest (PGTune)."""
-    return min(math.ceil(vcpu / 2), 4) if vcpu >= 4 else 2
+    """Half the vCPUs, at most 4, from 4 vCPUs (PGTune). Below that, none: on 2 vCPUs starting
+    workers cost ~15 ms per query, more than they saved on MLflow's indexed searches (measured, see
+    infra/data/mlflow_indexes.yaml: filter by param 28 -> 11 ms without them)."""
+    return min(math.ceil(vcpu / 2), 4) if vcpu >= 4 else 0
 
 
 def autovacuum_max_workers(vcpu: int) -> int:
@@ -159,7 +161,7 @@ def primary_parameters(i: ParameterInputs) -> list[Parameter]:
         _param("max_worker_processes", workers, "", "one per vCPU from 4 vCPUs, else PostgreSQL's 8 (PGTune)"),
         _param("max_parallel_workers", workers, "", "all background workers may serve parallel queries (PGTune)"),
         _param("max_parallel_workers_per_gather", max_parallel_workers_per_gather(i.vcpu), "",
-               "half the vCPUs, at most 4: large run searches parallelise, logging keeps the rest (PGTune)"),
+               "half the vCPUs, at most 4 (PGTune); 0 below 4 vCPUs, where starting workers costs more than MLflow's indexed searches gain (measured)"),
         _param("shared_preload_libraries", "pg_stat_statements", "", "query statistics the diagnose command and slow-search analysis read"),
         _param("pg_stat_statements.track", "top", "", "count the statements MLflow sends (it calls no functions), set explicitly so diagnosis can rely on it"),
         _param("pg_stat_statements.max", 10_000, "", "room for every distinct MLflow statement shape (search filters vary)"),

@@ -20,7 +20,6 @@ from .indexes import IndexMigration, index_migration
 from .parameters import Parameter, ParameterInputs, primary_parameters, replica_parameters
 from .server import ServerSettings, server_settings
 from .sizing import (
-    WRITE_AMPLIFICATION,
     DatabaseClass,
     FleetPlan,
     ReplicaPlan,
@@ -30,6 +29,7 @@ from .sizing import (
     plan_fleet,
     plan_replicas,
     plan_storage,
+    ui_reads_on_primary,
 )
 from .spec import EnvironmentSpec
 
@@ -154,7 +154,7 @@ def plan(spec: EnvironmentSpec, k: Coefficients | None = None) -> CapacityPlan:
     warnings: list[str] = []
 
     replicas = plan_replicas(d.ui_read_requests_per_s, spec.tier, db_spec.read_replicas, k)
-    need = database_need(d, reads_on_primary=replicas.count == 0, k=k)
+    need = database_need(d, ui_reads_on_primary(d.ui_read_requests_per_s, spec.tier, replicas.count, k), k)
     instance = choose_database_class(need, spec.tier, db_spec.instance_class, instance_hourly(spec.region), spec.source_file)
     warnings.extend(instance.warnings)
     storage = plan_storage(d, spec.workload.retention_days, db_spec.storage_gib, db_spec.max_storage_gib, spec.source_file)
@@ -166,13 +166,13 @@ def plan(spec: EnvironmentSpec, k: Coefficients | None = None) -> CapacityPlan:
     cls = catalogue.instance_class(instance.instance_class)
     budget = plan_connection_budget(api_max=api.max_count, api_workers=api.workers, ui_max=ui.max_count,
                                     ui_workers=ui.workers, replicas=replicas.count, memory_bytes=cls.memory_bytes,
-                                    proxy_mode=db_spec.rds_proxy, source_file=spec.source_file,
+                                    proxy_mode=db_spec.rds_proxy, auth=spec.tracking.auth, source_file=spec.source_file,
                                     instance_class=cls.name)
 
     inputs = ParameterInputs(
         memory_bytes=cls.memory_bytes, vcpu=cls.vcpu, max_connections=budget.max_connections,
         engine_major=spec.engine_major, durability=db_spec.durability,
-        wal_mib_per_s=d.write_bytes_per_s * WRITE_AMPLIFICATION / 1024**2,
+        wal_mib_per_s=d.wal_bytes_per_s / 1024**2,
         log_min_duration_ms=LOG_MIN_DURATION_MS[spec.tier])
 
     if spec.production and replicas.count == 0:

@@ -21,9 +21,14 @@ MAX_NOFILE = 1_048_576
 # Per worker: the request thread pool's sockets (anyio's 40 threads), boto3's S3 pool (10),
 # and files a request may open (artifact uploads, static files).
 SOCKETS_PER_WORKER = 40 + 10 + 64
-# Placeholders the realization fills in (component: ECS/EC2; local: 127.0.0.1).
+# `mlflow server` reads both URIs from these variables (mlflow/cli/__init__.py, MLflow 3.17), so the
+# entrypoint composes them from Secrets Manager values and no password reaches the command line.
 PRIMARY_URI_ENV = "MLFLOW_BACKEND_STORE_URI"
 REPLICA_URI_ENV = "MLFLOW_READ_REPLICA_BACKEND_STORE_URI"
+# Placeholders the realization fills in: the S3 destination, and the load balancer's host name,
+# which MLflow's host check (localhost and private IPs only by default) must accept or answer 403.
+ARTIFACTS_PLACEHOLDER = "{artifacts_destination}"
+LOAD_BALANCER_HOST_PLACEHOLDER = "{load_balancer_host}"
 SECRET_ENV = ("DB_USERNAME", "DB_PASSWORD")
 
 
@@ -55,11 +60,10 @@ def server_settings(role: str, spec, fleet: FleetPlan, budget: ConnectionBudget,
                "--expose-prometheus", PROMETHEUS_DIR]
     if role == "api":
         # proxied artifacts: training jobs upload through the API, so only its task role reaches the bucket
-        command += ["--serve-artifacts", "--artifacts-destination", "{artifacts_destination}"]
+        command += ["--serve-artifacts", "--artifacts-destination", ARTIFACTS_PLACEHOLDER]
     else:
         command += ["--no-serve-artifacts"]
-    if spec.tracking.allowed_hosts:
-        command += ["--allowed-hosts", ",".join(spec.tracking.allowed_hosts)]
+    command += ["--allowed-hosts", ",".join([LOAD_BALANCER_HOST_PLACEHOLDER, *spec.tracking.allowed_hosts])]
     if spec.tracking.auth == "basic":
         command += ["--app-name", "basic-auth"]
     uri_env = [PRIMARY_URI_ENV]
@@ -70,8 +74,10 @@ def server_settings(role: str, spec, fleet: FleetPlan, budget: ConnectionBudget,
         "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": str(pool.max_overflow),
         "MLFLOW_SQLALCHEMYSTORE_POOL_RECYCLE": str(pool.recycle_seconds),
         "PROMETHEUS_MULTIPROC_DIR": PROMETHEUS_DIR,
+        # the server's job runner starts 7 huey worker processes by default; tracking needs none
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     }
-    nofile = nofile_limit(fleet.workers, pool.per_worker)
+    nofile = nofile_limit(fleet.workers, pool.per_worker * budget.engines_per_worker * len(uri_env))
     reason = (f"{fleet.workers} workers x pool {pool.pool_size}+{pool.max_overflow}; open files {nofile:,}"
               + ("; reads from the replica" if role == "ui" and ui_on_replica else ""))
     return ServerSettings(role, tuple(command), environment, SECRET_ENV, tuple(uri_env), PORT, HEALTH_PATH, nofile, reason)

@@ -41,16 +41,16 @@ class DatabaseNeed:
     reason: str
 
 
-def database_need(d: Demand, reads_on_primary: bool, k: Coefficients) -> DatabaseNeed:
-    """vCPU, memory and write bandwidth the primary needs for this demand."""
+def database_need(d: Demand, ui_reads_on_primary: float, k: Coefficients) -> DatabaseNeed:
+    """vCPU, memory and write bandwidth the primary needs for this demand and the UI reads it serves."""
     cpu_seconds = (d.write_requests_per_s * k.db_cpu_s_per_write_request
                    + d.metric_rows_per_s * k.db_cpu_s_per_metric_row
                    + d.param_tag_rows_per_s * k.db_cpu_s_per_param_or_tag_row
-                   + (d.ui_read_requests_per_s * k.db_cpu_s_per_ui_read if reads_on_primary else 0.0))
+                   + ui_reads_on_primary * k.db_cpu_s_per_ui_read)
     vcpu = cpu_seconds / DB_TARGET_CPU
     memory = max(MIN_DB_MEMORY_GIB, d.hot_set_gib / CACHE_SHARE_OF_MEMORY)
     write_mib = d.write_bytes_per_s * WRITE_AMPLIFICATION / 1024**2
-    reads = " and UI reads" if reads_on_primary else ""
+    reads = f" and {ui_reads_on_primary:.1f} UI req/s" if ui_reads_on_primary else ""
     return DatabaseNeed(vcpu, memory, write_mib,
                         f"{vcpu:.2f} vCPU for writes{reads} at {DB_TARGET_CPU:.0%} CPU; {memory:.1f} GiB so the"
                         f" {d.hot_set_gib:.1f} GiB hot set fits in cache; {write_mib:.1f} MiB/s written")
@@ -117,8 +117,10 @@ GP3_STRIPED_FROM_GIB = 400
 GP3_SMALL_BASELINE = (3_000, 125)
 GP3_STRIPED_BASELINE = (12_000, 500)
 GP3_MAX = (64_000, 4_000)
-# Plan for the first 90 days of growth (or the whole retention if shorter); autoscaling does the rest.
-INITIAL_GROWTH_DAYS = 90
+# Allocate the first 30 days of growth (or the whole retention if shorter); storage autoscaling does
+# the rest: RDS grows by at least 10% when free space falls under 10%, at most every 6 hours,
+# which outpaces any daily growth the catalogue's classes can write.
+INITIAL_GROWTH_DAYS = 30
 FREE_SPACE_HEADROOM = 1.25  # keep 20% free: autovacuum, index builds and WAL need room
 AUTOSCALING_HEADROOM = 1.5  # the ceiling is 1.5x the data at retention
 IO_HEADROOM = 2.0           # checkpoints and autovacuum double the steady write I/O
@@ -194,12 +196,27 @@ class ReplicaPlan:
     reason: str
 
 
+def isolation_replicas(tier: str) -> int:
+    # Production and staging put the UI on its own tier reading from a replica, so a UI query
+    # storm never slows logging on the primary (reference text fix 2); staging rehearses that.
+    return 1 if tier in ("production", "staging") else 0
+
+
+def ui_reads_on_primary(ui_read_requests_per_s: float, tier: str, replicas: int, k: Coefficients) -> float:
+    """UI req/s the primary is sized for. Without a replica: all of them. Where isolation is not
+    required, the primary keeps room for the reads it carried before a replica took them over,
+    so adding a replica never shrinks the primary."""
+    if replicas == 0:
+        return ui_read_requests_per_s
+    if isolation_replicas(tier):
+        return 0.0
+    return min(ui_read_requests_per_s, ui_reads_per_replica(k) * READS_ON_PRIMARY_SHARE)
+
+
 def plan_replicas(ui_read_requests_per_s: float, tier: str, override: int | None, k: Coefficients) -> ReplicaPlan:
     if override is not None:
         return ReplicaPlan(override, "set in the environment file (database.read_replicas)")
-    # Production and staging put the UI on its own tier reading from a replica, so a UI query
-    # storm never slows logging on the primary (reference text fix 2); staging rehearses that.
-    isolation = 1 if tier in ("production", "staging") else 0
+    isolation = isolation_replicas(tier)
     per_replica = ui_reads_per_replica(k)
     by_load = math.ceil(ui_read_requests_per_s / per_replica) if ui_read_requests_per_s > per_replica * READS_ON_PRIMARY_SHARE else 0
     count = min(MAX_AUTO_REPLICAS, max(isolation, by_load))

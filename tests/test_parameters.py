@@ -60,7 +60,7 @@ def test_work_mem(memory_gib, max_conn, workers, kb):
 
 
 @pytest.mark.parametrize("vcpu,workers,gather,autovac", [
-    (2, 8, 2, 3), (4, 4, 2, 3), (8, 8, 4, 3), (16, 16, 4, 4), (64, 64, 4, 10),
+    (2, 8, 0, 3), (4, 4, 2, 3), (8, 8, 4, 3), (16, 16, 4, 4), (64, 64, 4, 10),
 ])
 def test_cpu_derived(vcpu, workers, gather, autovac):
     assert p.max_worker_processes(vcpu) == workers

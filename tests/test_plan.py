@@ -66,7 +66,9 @@ def test_plan_reaches_server_settings():
 def test_index_migration_includes_runs_search_index():
     p = plan(load_environment("prod"))
     sql = [i.create_sql for i in p.indexes.indexes]
-    assert any("ON runs (experiment_id, start_time DESC, run_uuid)" in s for s in sql)
+    assert any("ON runs USING btree (experiment_id, start_time DESC, run_uuid)" in s for s in sql)
+    # long param and tag values (up to 8,000 characters) cannot go into a btree: hash only
+    assert all("USING hash (value)" in i.create_sql for i in p.indexes.indexes if i.table in ("params", "tags"))
     assert all(s.startswith("CREATE INDEX CONCURRENTLY IF NOT EXISTS ") for s in sql)
 
 

@@ -10,13 +10,15 @@ from infra.plan import plan
 from infra.spec import EnvironmentSpec
 
 FIELDS = {
-    "concurrent_training_jobs": st.integers(1, 3_000),
-    "logging_calls_per_job_per_minute": st.floats(0.1, 120, allow_nan=False),
-    "metrics_per_call": st.integers(1, 1_000),
-    "params_per_run": st.integers(0, 500),
-    "tags_per_run": st.integers(0, 100),
-    "runs_per_day": st.integers(1, 200_000),
-    "retention_days": st.integers(1, 730),
+    # wide enough to cross every class, storage and fleet boundary; heavier loads are refused
+    # with a message (beyond the catalogue or RDS's 64 TiB) and are filtered out below
+    "concurrent_training_jobs": st.integers(1, 1_000),
+    "logging_calls_per_job_per_minute": st.floats(0.1, 30, allow_nan=False),
+    "metrics_per_call": st.integers(1, 200),
+    "params_per_run": st.integers(0, 300),
+    "tags_per_run": st.integers(0, 50),
+    "runs_per_day": st.integers(1, 100_000),
+    "retention_days": st.integers(1, 365),
     "concurrent_ui_users": st.integers(0, 2_000),
     "logging_hours_per_day": st.floats(1, 24, allow_nan=False),
 }
@@ -59,16 +61,18 @@ def test_connection_budget_always_fits(workload, tier, proxy):
 
 @st.composite
 def more_load(draw):
-    """A workload and a second one with every field at least as large."""
+    """A workload and a second one with every load field at least as large. The logging hours stay
+    equal: more hours spread the same runs thinner (less peak) but log more rows per day (more storage)."""
     small = draw(workloads)
     large = {}
     for key, value in small.items():
-        if isinstance(value, int):
-            upper = {"metrics_per_call": 1_000, "retention_days": 730}.get(key, value * 3 + 10)
+        if key == "logging_hours_per_day":
+            large[key] = value
+        elif isinstance(value, int):
+            upper = {"metrics_per_call": 200, "retention_days": 365}.get(key, value * 3 + 10)
             large[key] = draw(st.integers(value, max(value, upper)))
         else:
-            upper = 24 if key == "logging_hours_per_day" else value * 3
-            large[key] = draw(st.floats(value, max(value, upper), allow_nan=False))
+            large[key] = draw(st.floats(value, value * 3, allow_nan=False))
     return small, large
 
 
@@ -76,7 +80,7 @@ def _fleet(f):
     return (f.min_count, f.max_count)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(pair=more_load(), tier=tiers)
 def test_more_load_never_plans_less(pair, tier):
     small, large = pair

@@ -147,8 +147,9 @@ def test_fleet_overrides():
 
 
 @pytest.mark.parametrize("api_max,ui_max,replicas,memory_gib,mode,proxy,max_connections", [
-    (3, 3, 1, 32, "auto", False, 122),      # 60 + 24 + reserve 17 = 101, x1.2
-    (2, 2, 0, 4, "auto", False, 100),       # floor of 100
+    (3, 3, 1, 32, "auto", False, 222),      # 3x4x2x5 = 120 + 3x2x2x4 = 48 + reserve 17 = 185, x1.2
+    (2, 2, 0, 4, "auto", False, 154),       # 80 + 32 + reserve 16 = 128, x1.2
+    (1, 1, 0, 4, "auto", False, 100),       # floor of 100
     (40, 2, 0, 4, "auto", True, 450),       # 800 API connections > 450 the class holds
     (2, 2, 0, 4, "on", True, 450),          # asked for
 ])
@@ -157,11 +158,20 @@ def test_connection_budget(api_max, ui_max, replicas, memory_gib, mode, proxy, m
                                memory_bytes=memory_gib * 1024**3, proxy_mode=mode)
     assert b.rds_proxy == proxy
     assert b.max_connections == max_connections
-    assert b.api_connections == api_max * 4 * (b.api_pool.pool_size + b.api_pool.max_overflow)
+    # two engines (tracking and model registry stores) per worker process
+    assert b.engines_per_worker == 2
+    assert b.api_connections == api_max * 4 * 2 * (b.api_pool.pool_size + b.api_pool.max_overflow)
     if proxy:
         assert b.max_connections * b.proxy_max_connections_percent // 100 + b.reserve <= b.max_connections
     else:
         assert b.fleet_connections + b.reserve <= b.max_connections
+
+
+def test_basic_auth_adds_an_engine_per_worker():
+    b = plan_connection_budget(api_max=2, api_workers=4, ui_max=2, ui_workers=2, replicas=1,
+                               memory_bytes=32 * 1024**3, proxy_mode="auto", auth="basic")
+    assert b.engines_per_worker == 3
+    assert b.api_connections == 2 * 4 * 3 * 5 and b.ui_replica_connections == 2 * 2 * 3 * 4
 
 
 def test_budget_refuses_proxy_off_when_it_cannot_fit():
