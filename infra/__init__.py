@@ -7,4 +7,14 @@ from .errors import SpecError, SpecInvalid
 from .plan import CapacityPlan, plan
 from .spec import EnvironmentSpec, load_environment
 
-__all__ = ["CapacityPlan", "EnvironmentSpec", "SpecError", "SpecInvalid", "load_environment", "plan"]
+__all__ = ["CapacityPlan", "EnvironmentSpec", "MlflowTracking", "MlflowTrackingArgs", "SpecError", "SpecInvalid",
+           "load_environment", "plan"]
+
+
+def __getattr__(name: str):
+    # the Pulumi components load on first use, so planning and the CLI never import Pulumi
+    if name in ("MlflowTracking", "MlflowTrackingArgs"):
+        from .components import tracking
+
+        return getattr(tracking, name)
+    raise AttributeError(f"module 'infra' has no attribute {name!r}")

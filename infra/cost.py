@@ -8,7 +8,12 @@ from . import catalogue
 from .connections import ConnectionBudget
 from .sizing import GP3_STRIPED_BASELINE, DatabaseClass, FleetPlan, StoragePlan
 
-ALARM_COUNT = 12        # the monitoring component's alarm set (see README, "Alarms")
+# The monitoring component's alarms: database CPU, memory, connections, storage, disk queue;
+# 5xx on each load balancer, API p99; CPU of each server tier; and lag per replica.
+def alarm_count(replicas: int) -> int:
+    return 10 + replicas
+
+
 SECRETS = 1             # the RDS-managed master user secret
 INTERFACE_ENDPOINTS = 4  # ecr.api, ecr.dkr, logs, secretsmanager (when there is no NAT)
 LOAD_BALANCERS = 2      # API (internal) and UI
@@ -83,8 +88,9 @@ def estimate(*, region: str, db: DatabaseClass, multi_az: bool, replicas: int, s
         lines.append(CostLine("VPC interface endpoints", INTERFACE_ENDPOINTS * availability_zones * p["interface_endpoint_az_hour"] * hours,
                               f"{INTERFACE_ENDPOINTS} endpoints x {availability_zones} zones (no NAT)"))
     lines.append(CostLine("monitoring and secrets",
-                          ALARM_COUNT * p["cloudwatch_alarm_month"] + p["cloudwatch_dashboard_month"] + SECRETS * p["secrets_manager_secret_month"],
-                          f"{ALARM_COUNT} alarms, 1 dashboard, {SECRETS} secret"))
+                          alarm_count(replicas) * p["cloudwatch_alarm_month"] + p["cloudwatch_dashboard_month"]
+                          + SECRETS * p["secrets_manager_secret_month"],
+                          f"{alarm_count(replicas)} alarms, 1 dashboard, {SECRETS} secret"))
     total = sum(line.monthly_usd for line in lines)
     burst = sum(_fleet_hourly(f, p) * (f.max_count - f.min_count) * hours for f in (api, ui))
     notes = ["fleets at their minimum count; S3 artifact storage and data transfer depend on use and are not included",

@@ -58,11 +58,9 @@ def server_settings(role: str, spec, fleet: FleetPlan, budget: ConnectionBudget,
     pool = budget.api_pool if role == "api" else budget.ui_pool
     command = ["mlflow", "server", "--host", "0.0.0.0", "--port", str(PORT), "--workers", str(fleet.workers),
                "--expose-prometheus", PROMETHEUS_DIR]
-    if role == "api":
-        # proxied artifacts: training jobs upload through the API, so only its task role reaches the bucket
-        command += ["--serve-artifacts", "--artifacts-destination", ARTIFACTS_PLACEHOLDER]
-    else:
-        command += ["--no-serve-artifacts"]
+    # proxied artifacts: clients never hold S3 credentials; the API's task role may write the
+    # bucket, the UI's may only read it (the UI shows artifacts through its own server)
+    command += ["--serve-artifacts", "--artifacts-destination", ARTIFACTS_PLACEHOLDER]
     command += ["--allowed-hosts", ",".join([LOAD_BALANCER_HOST_PLACEHOLDER, *spec.tracking.allowed_hosts])]
     if spec.tracking.auth == "basic":
         command += ["--app-name", "basic-auth"]
@@ -76,6 +74,8 @@ def server_settings(role: str, spec, fleet: FleetPlan, budget: ConnectionBudget,
         "PROMETHEUS_MULTIPROC_DIR": PROMETHEUS_DIR,
         # the server's job runner starts 7 huey worker processes by default; tracking needs none
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        # private subnets have no business calling MLflow's usage telemetry endpoint
+        "MLFLOW_DISABLE_TELEMETRY": "true",
     }
     nofile = nofile_limit(fleet.workers, pool.per_worker * budget.engines_per_worker * len(uri_env))
     reason = (f"{fleet.workers} workers x pool {pool.pool_size}+{pool.max_overflow}; open files {nofile:,}"

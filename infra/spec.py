@@ -487,6 +487,9 @@ def _check_tracking(spec: EnvironmentSpec, bad) -> None:
     ui = tracking.ui
     if ui.internet_facing and ui.certificate_arn is None:
         bad(("tracking", "ui", "certificate_arn"), "is missing; expected an ACM certificate ARN when the UI is internet-facing (it is served over HTTPS only)")
+    if ui.internet_facing and spec.placement.tracking_vpc != "new":
+        bad(("tracking", "ui", "internet_facing"), "true is not allowed with placement.tracking_vpc 'training'; expected"
+            " placement.tracking_vpc: new (the new VPC gets the public subnets an internet-facing load balancer needs)")
     if ui.internet_facing and tracking.auth == "none":
         bad(("tracking", "ui", "internet_facing"), "true is not allowed while tracking.auth is 'none'; expected tracking.auth: basic for an internet-facing UI")
 

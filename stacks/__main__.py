@@ -1,8 +1,7 @@
-"""The Pulumi program: `pulumi up` on stack <env> loads stacks/<env>.yaml, validates it, plans it.
+"""The Pulumi program: `pulumi up` on stack <env> provisions what `mlflow-infra plan <env>` shows.
 
-Validation runs before any resource is declared: a bad environment file stops the update with the
-same one-line messages as `mlflow-infra validate`. The resources themselves come with the
-MlflowTracking component (next issue); until then the program exports the plan it would build.
+It loads stacks/<env>.yaml, validates it (a bad file stops the update with one line per problem,
+before any resource is declared), plans it and builds MlflowTracking from the plan.
 """
 
 from __future__ import annotations
@@ -11,21 +10,28 @@ from pathlib import Path
 
 import pulumi
 
-from infra import SpecInvalid, load_environment, plan
+from infra import MlflowTracking, MlflowTrackingArgs
 
 STACKS_DIR = Path(__file__).resolve().parent
 
 
 def main() -> None:
     stack = pulumi.get_stack()
-    try:
-        spec = load_environment(STACKS_DIR / f"{stack}.yaml", STACKS_DIR)
-    except SpecInvalid as exc:
-        # RunError: Pulumi prints the message without a Python traceback
-        raise pulumi.RunError(str(exc)) from None
-    capacity = plan(spec)
-    pulumi.export("plan", capacity.to_dict())
-    pulumi.export("monthly_cost_usd", capacity.cost.total_monthly_usd)
+    args = MlflowTrackingArgs.from_file(STACKS_DIR / f"{stack}.yaml")
+    configured = pulumi.Config("aws").get("region")
+    if configured and configured != args.spec.region:
+        raise pulumi.RunError(f"Pulumi.{stack}.yaml: aws:region: {configured!r} is not allowed; expected"
+                              f" {args.spec.region!r}, the region of stacks/{stack}.yaml")
+    tracking = MlflowTracking(f"mlflow-{stack}", args)
+    pulumi.export("tracking_uri", tracking.tracking_uri)
+    pulumi.export("ui_url", tracking.ui_url)
+    pulumi.export("primary_endpoint", tracking.primary_endpoint)
+    pulumi.export("replica_endpoints", tracking.replica_endpoints)
+    pulumi.export("client_security_group_id", tracking.client_security_group_id)
+    pulumi.export("artifact_bucket", tracking.artifact_bucket)
+    pulumi.export("image_repository", tracking.image_repository)
+    pulumi.export("plan_summary", tracking.plan_summary)
+    pulumi.export("monthly_cost_usd", tracking.monthly_cost_usd)
 
 
 main()

@@ -130,3 +130,13 @@ def test_planning_code_has_no_pulumi_or_aws_imports(module):
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             imported.add(node.module.split(".")[0])
     assert not imported & {"pulumi", "pulumi_aws", "boto3", "botocore"}
+
+
+def test_planning_and_the_cli_never_load_pulumi():
+    import subprocess
+    import sys
+
+    code = ("import sys, infra, infra.cli; infra.plan(infra.load_environment('prod'));"
+            " print(sorted(m for m in sys.modules if m.split('.')[0] in ('pulumi', 'pulumi_aws')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

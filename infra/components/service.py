@@ -1,0 +1,218 @@
+"""The tracking servers (reference text fix 5): API and UI as separate services behind their own
+load balancers, each sized and autoscaled by the plan; ECS Fargate by default, EC2 as an option.
+The API load balancer is internal (training traffic stays in the VPC); the UI's is internal unless
+asked otherwise, and then HTTPS only."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+
+from ..plan import CapacityPlan
+from ..render import LOG_RETENTION_DAYS, Runtime, container_definitions, task_size, user_data
+from ..server import HEALTH_PATH, PORT
+from ..sizing import SERVER_TARGET_CPU
+from .artifacts import bucket_policy
+
+ROLES = ("api", "ui")
+ASSUME_ECS_TASKS = json.dumps({"Version": "2012-10-17", "Statement": [{
+    "Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": "ecs-tasks.amazonaws.com"}}]})
+ASSUME_EC2 = json.dumps({"Version": "2012-10-17", "Statement": [{
+    "Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": "ec2.amazonaws.com"}}]})
+# Amazon Linux 2023 for arm64 (Graviton), resolved by EC2 at launch from the public SSM parameter.
+AL2023_ARM64 = "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"
+TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+
+
+@dataclass
+class ServiceArgs:
+    plan: CapacityPlan
+    vpc_id: pulumi.Input[str]
+    private_subnet_ids: pulumi.Input[list[str]]
+    public_subnet_ids: pulumi.Input[list[str]]
+    tasks_security_group_id: pulumi.Input[str]
+    api_lb_security_group_id: pulumi.Input[str]
+    ui_lb_security_group_id: pulumi.Input[str]
+    db_endpoint: pulumi.Input[str]
+    replica_endpoints: list[pulumi.Input[str]]
+    secret_arn: pulumi.Input[str]
+    kms_key_arn: pulumi.Input[str]
+    bucket_arn: pulumi.Input[str]
+    artifacts_destination: pulumi.Input[str]
+    image: str | None = None
+    ui_internet_facing: bool = False
+    ui_certificate_arn: str | None = None
+    entrypoint_package: str = "mlflow-infra"
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+class TrackingService(pulumi.ComponentResource):
+    def __init__(self, name: str, args: ServiceArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlflow-infra:service:TrackingService", name, None, opts)
+        self._child = pulumi.ResourceOptions(parent=self)
+        plan, tags = args.plan, args.tags
+        production = plan.tier == "production"
+
+        self.repository = aws.ecr.Repository(
+            f"{name}-image", image_tag_mutability="IMMUTABLE", image_scanning_configuration={"scan_on_push": True},
+            encryption_configurations=[{"encryption_type": "KMS"}], force_delete=not production, tags=tags, opts=self._child)
+        self.image = (pulumi.Output.from_input(args.image) if args.image
+                      else self.repository.repository_url.apply(lambda url: f"{url}:{plan.tracking.mlflow_version}"))
+        self.load_balancers: dict[str, aws.lb.LoadBalancer] = {}
+        self.target_groups: dict[str, aws.lb.TargetGroup] = {}
+        for role in ROLES:
+            self._load_balancer(name, role, args, production)
+
+        if plan.tracking.compute == "ecs":
+            self.cluster = aws.ecs.Cluster(f"{name}-cluster", settings=[{"name": "containerInsights", "value": "enabled"}],
+                                           tags=tags, opts=self._child)
+            for role in ROLES:
+                self._ecs_service(name, role, args)
+        else:
+            for role in ROLES:
+                self._ec2_fleet(name, role, args)
+
+        self.api_url = self.load_balancers["api"].dns_name.apply(lambda d: f"http://{d}")
+        scheme = "https" if args.ui_internet_facing else "http"
+        self.ui_url = self.load_balancers["ui"].dns_name.apply(lambda d: f"{scheme}://{d}")
+        self.register_outputs({"api_url": self.api_url, "ui_url": self.ui_url})
+
+    # -- load balancers ---------------------------------------------------------------------------
+    def _load_balancer(self, name: str, role: str, args: ServiceArgs, production: bool) -> None:
+        public = role == "ui" and args.ui_internet_facing
+        sg = args.api_lb_security_group_id if role == "api" else args.ui_lb_security_group_id
+        lb = aws.lb.LoadBalancer(
+            f"{name}-{role}", internal=not public, load_balancer_type="application", security_groups=[sg],
+            subnets=args.public_subnet_ids if public else args.private_subnet_ids,
+            drop_invalid_header_fields=True, enable_deletion_protection=production,
+            idle_timeout=120,  # a large search or artifact listing may take a while
+            tags=args.tags, opts=self._child)
+        tg = aws.lb.TargetGroup(
+            f"{name}-{role}", port=PORT, protocol="HTTP", vpc_id=args.vpc_id,
+            target_type="ip" if args.plan.tracking.compute == "ecs" else "instance",
+            deregistration_delay=30,
+            health_check={"path": HEALTH_PATH, "matcher": "200", "interval": 15, "timeout": 5,
+                          "healthy_threshold": 2, "unhealthy_threshold": 3},
+            tags=args.tags, opts=self._child)
+        forward = [{"type": "forward", "target_group_arn": tg.arn}]
+        if public:
+            aws.lb.Listener(f"{name}-{role}-https", load_balancer_arn=lb.arn, port=443, protocol="HTTPS",
+                            ssl_policy=TLS_POLICY, certificate_arn=args.ui_certificate_arn, default_actions=forward,
+                            opts=self._child)
+            aws.lb.Listener(f"{name}-{role}-http", load_balancer_arn=lb.arn, port=80, protocol="HTTP",
+                            default_actions=[{"type": "redirect", "redirect": {"port": "443", "protocol": "HTTPS",
+                                                                               "status_code": "HTTP_301"}}],
+                            opts=self._child)
+        else:
+            aws.lb.Listener(f"{name}-{role}-http", load_balancer_arn=lb.arn, port=80, protocol="HTTP",
+                            default_actions=forward, opts=self._child)
+        self.load_balancers[role], self.target_groups[role] = lb, tg
+
+    # -- the runtime strings every rendering needs ---------------------------------------------------
+    def _runtime(self, role: str, args: ServiceArgs, log_group: pulumi.Input[str]) -> pulumi.Output[Runtime]:
+        replica = args.replica_endpoints[0] if args.replica_endpoints else ""
+        region = aws.get_region_output().region
+        return pulumi.Output.all(self.image, region, args.db_endpoint, replica, args.secret_arn, log_group,
+                                 args.artifacts_destination, self.load_balancers[role].dns_name).apply(
+            lambda v: Runtime(image=v[0], region=v[1], db_host=v[2], db_port=5432, replica_host=v[3] or None,
+                              secret_arn=v[4], log_group=v[5], artifacts_destination=v[6], load_balancer_host=v[7]))
+
+    def _task_role(self, name: str, role: str, args: ServiceArgs, assume: str) -> aws.iam.Role:
+        task_role = aws.iam.Role(f"{name}-{role}-task", assume_role_policy=assume, tags=args.tags, opts=self._child)
+        aws.iam.RolePolicy(f"{name}-{role}-artifacts", role=task_role.id,
+                           policy=pulumi.Output.from_input(args.bucket_arn).apply(lambda arn: bucket_policy(arn, write=role == "api")),
+                           opts=self._child)
+        return task_role
+
+    def _secret_policy(self, args: ServiceArgs) -> pulumi.Output[str]:
+        return pulumi.Output.all(args.secret_arn, args.kms_key_arn).apply(lambda v: json.dumps({
+            "Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": v[0]},
+                {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": v[1]}]}))
+
+    # -- ECS Fargate ---------------------------------------------------------------------------------
+    def _ecs_service(self, name: str, role: str, args: ServiceArgs) -> None:
+        plan, tags = args.plan, args.tags
+        fleet = plan.tracking.api if role == "api" else plan.tracking.ui
+        logs = aws.cloudwatch.LogGroup(f"{name}-{role}", retention_in_days=LOG_RETENTION_DAYS, tags=tags, opts=self._child)
+        execution = aws.iam.Role(f"{name}-{role}-execution", assume_role_policy=ASSUME_ECS_TASKS,
+                                 managed_policy_arns=["arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"],
+                                 tags=tags, opts=self._child)
+        # ECS reads the master secret to inject DB_USERNAME/DB_PASSWORD: the task itself never can
+        aws.iam.RolePolicy(f"{name}-{role}-secret", role=execution.id, policy=self._secret_policy(args), opts=self._child)
+        task_role = self._task_role(name, role, args, ASSUME_ECS_TASKS)
+        cpu, memory = task_size(plan, role)
+        definitions = self._runtime(role, args, logs.name).apply(lambda rt: json.dumps(container_definitions(plan, role, rt)))
+        task = aws.ecs.TaskDefinition(
+            f"{name}-{role}", family=f"{name}-{role}", cpu=cpu, memory=memory, network_mode="awsvpc",
+            requires_compatibilities=["FARGATE"], runtime_platform={"cpu_architecture": "ARM64", "operating_system_family": "LINUX"},
+            execution_role_arn=execution.arn, task_role_arn=task_role.arn, container_definitions=definitions,
+            tags=tags, opts=self._child)
+        service = aws.ecs.Service(
+            f"{name}-{role}", cluster=self.cluster.arn, task_definition=task.arn, launch_type="FARGATE",
+            desired_count=fleet.min_count,
+            network_configuration={"subnets": args.private_subnet_ids, "security_groups": [args.tasks_security_group_id],
+                                   "assign_public_ip": False},
+            load_balancers=[{"target_group_arn": self.target_groups[role].arn, "container_name": "mlflow", "container_port": PORT}],
+            deployment_circuit_breaker={"enable": True, "rollback": True},
+            deployment_minimum_healthy_percent=100, deployment_maximum_percent=200,
+            health_check_grace_period_seconds=120, propagate_tags="SERVICE", enable_ecs_managed_tags=True,
+            tags=tags,
+            # autoscaling owns the running count after creation
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCount"],
+                                        depends_on=[self.load_balancers[role]]))
+        target = aws.appautoscaling.Target(
+            f"{name}-{role}", service_namespace="ecs", scalable_dimension="ecs:service:DesiredCount",
+            resource_id=pulumi.Output.all(self.cluster.name, service.name).apply(lambda v: f"service/{v[0]}/{v[1]}"),
+            min_capacity=fleet.min_count, max_capacity=fleet.max_count, opts=self._child)
+        aws.appautoscaling.Policy(
+            f"{name}-{role}-cpu", policy_type="TargetTrackingScaling", service_namespace=target.service_namespace,
+            resource_id=target.resource_id, scalable_dimension=target.scalable_dimension,
+            target_tracking_scaling_policy_configuration={
+                "target_value": SERVER_TARGET_CPU * 100,
+                "predefined_metric_specification": {"predefined_metric_type": "ECSServiceAverageCPUUtilization"},
+                "scale_in_cooldown": 300, "scale_out_cooldown": 60},
+            opts=self._child)
+        setattr(self, f"{role}_service", service)
+        setattr(self, f"{role}_task_definition", task)
+
+    # -- EC2 -------------------------------------------------------------------------------------------
+    def _ec2_fleet(self, name: str, role: str, args: ServiceArgs) -> None:
+        plan, tags = args.plan, args.tags
+        fleet = plan.tracking.api if role == "api" else plan.tracking.ui
+        logs = aws.cloudwatch.LogGroup(f"{name}-{role}", retention_in_days=LOG_RETENTION_DAYS, tags=tags, opts=self._child)
+        instance_role = self._task_role(name, role, args, ASSUME_EC2)
+        # the instance reads the master secret itself (no ECS injection on EC2)
+        aws.iam.RolePolicy(f"{name}-{role}-secret", role=instance_role.id, policy=self._secret_policy(args), opts=self._child)
+        aws.iam.RolePolicyAttachment(f"{name}-{role}-ssm", role=instance_role.name,
+                                     policy_arn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore", opts=self._child)
+        profile = aws.iam.InstanceProfile(f"{name}-{role}", role=instance_role.name, opts=self._child)
+        script = self._runtime(role, args, logs.name).apply(
+            lambda rt: base64.b64encode(user_data(plan, role, rt, args.entrypoint_package).encode()).decode())
+        template = aws.ec2.LaunchTemplate(
+            f"{name}-{role}", image_id=AL2023_ARM64, instance_type=fleet.instance_type,
+            iam_instance_profile={"arn": profile.arn}, vpc_security_group_ids=[args.tasks_security_group_id],
+            metadata_options={"http_tokens": "required", "http_endpoint": "enabled", "http_put_response_hop_limit": 1},
+            block_device_mappings=[{"device_name": "/dev/xvda",
+                                    "ebs": {"volume_size": 30, "volume_type": "gp3", "encrypted": "true", "delete_on_termination": "true"}}],
+            user_data=script, update_default_version=True,
+            tag_specifications=[{"resource_type": "instance", "tags": tags}, {"resource_type": "volume", "tags": tags}],
+            tags=tags, opts=self._child)
+        group = aws.autoscaling.Group(
+            f"{name}-{role}", min_size=fleet.min_count, max_size=fleet.max_count, desired_capacity=fleet.min_count,
+            vpc_zone_identifiers=args.private_subnet_ids, target_group_arns=[self.target_groups[role].arn],
+            health_check_type="ELB", health_check_grace_period=300,
+            launch_template={"id": template.id, "version": template.latest_version.apply(str)},
+            instance_refresh={"strategy": "Rolling", "preferences": {"min_healthy_percentage": 50}},
+            tags=[{"key": k, "value": v, "propagate_at_launch": True} for k, v in sorted(tags.items())],
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCapacity"]))
+        aws.autoscaling.Policy(
+            f"{name}-{role}-cpu", autoscaling_group_name=group.name, policy_type="TargetTrackingScaling",
+            target_tracking_configuration={"target_value": SERVER_TARGET_CPU * 100,
+                                           "predefined_metric_specification": {"predefined_metric_type": "ASGAverageCPUUtilization"}},
+            opts=self._child)
+        setattr(self, f"{role}_group", group)

@@ -1,0 +1,293 @@
+"""mlflow-infra-entrypoint: what a tracking container (ECS) or instance (EC2 systemd unit) runs.
+
+  mlflow-infra-entrypoint server -- mlflow server ...   compose the database URIs into the
+                                                        environment, fill the command's
+                                                        placeholders, then exec the command
+  mlflow-infra-entrypoint migrate                       mlflow db upgrade, then the index migration,
+                                                        both under one advisory lock
+
+Environment:
+  DB_HOST, DB_PORT (5432), DB_NAME (mlflow), DB_SSLMODE (require)   the primary database
+  DB_USERNAME, DB_PASSWORD   credentials; when either is absent, read from DB_SECRET_ARN
+  DB_SECRET_ARN              a Secrets Manager secret with JSON username and password (RDS-managed)
+  DB_REPLICA_HOST            when set, the UI's read replica (same port, name and credentials)
+  MLFLOW_ARTIFACTS_DESTINATION   fills {artifacts_destination}
+  MLFLOW_LOAD_BALANCER_HOST      fills {load_balancer_host} as HOST and HOST:* (MLflow's host check compares the
+                                 whole Host header, port included); when empty, that --allowed-hosts entry is dropped
+  PROMETHEUS_MULTIPROC_DIR       created if missing, and its stale metric files removed
+
+The URIs go to MLFLOW_BACKEND_STORE_URI and MLFLOW_READ_REPLICA_BACKEND_STORE_URI, which `mlflow
+server` reads, so no password is ever on a command line. Exit codes: 2 bad input or a missing
+variable, 1 a failed migration or an unreadable secret, 127 a command that is not installed; each
+with one line on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from urllib.parse import quote
+
+from .server import ARTIFACTS_PLACEHOLDER, LOAD_BALANCER_HOST_PLACEHOLDER, PRIMARY_URI_ENV, REPLICA_URI_ENV
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_NOT_FOUND = 127
+SCHEME = "postgresql+psycopg"
+DEFAULTS = {"DB_PORT": "5432", "DB_NAME": "mlflow", "DB_SSLMODE": "require"}
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+PLACEHOLDERS = {ARTIFACTS_PLACEHOLDER: "MLFLOW_ARTIFACTS_DESTINATION",
+                LOAD_BALANCER_HOST_PLACEHOLDER: "MLFLOW_LOAD_BALANCER_HOST"}
+_PLACEHOLDER = re.compile(r"\{[a-z_]+\}")
+ALLOWED_HOSTS_FLAG = "--allowed-hosts"
+USAGE = "usage: mlflow-infra-entrypoint server -- COMMAND [ARG ...] | mlflow-infra-entrypoint migrate"
+# `mlflow db upgrade URL` takes the URL only as an argument; this runs that same click command
+# with the URL from the environment, so the password stays off the process list.
+DB_UPGRADE_CODE = ("import os; from mlflow.db import upgrade; "
+                   f"upgrade.main([os.environ['{PRIMARY_URI_ENV}']], prog_name='mlflow db upgrade')")
+
+
+class EntrypointError(Exception):
+    """Bad input or environment: printed as one line, then the process exits with `code`."""
+
+    def __init__(self, message: str, code: int = EXIT_BAD_INPUT):
+        super().__init__(message)
+        self.code = code
+
+
+def _value(env: Mapping[str, str], name: str) -> str:
+    # an empty variable counts as unset: task definitions often carry NAME="" for "not used here"
+    return env.get(name) or DEFAULTS.get(name, "")
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = _value(env, name)
+    if not value:
+        raise EntrypointError(f"{name} is not set; the entrypoint needs DB_HOST, and DB_USERNAME and DB_PASSWORD"
+                              " (or DB_SECRET_ARN), to reach the database")
+    return value
+
+
+def _port(env: Mapping[str, str]) -> int:
+    text = _value(env, "DB_PORT")
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise EntrypointError(f"DB_PORT {text!r} is not allowed; expected an integer from 1 to 65535")
+    return int(text)
+
+
+def _sslmode(env: Mapping[str, str]) -> str:
+    mode = _value(env, "DB_SSLMODE")
+    if mode not in SSLMODES:
+        raise EntrypointError(f"DB_SSLMODE {mode!r} is not allowed; expected one of {', '.join(SSLMODES)}")
+    return mode
+
+
+def database_uri(user: str, password: str, host: str, port: int, name: str, sslmode: str) -> str:
+    # quote everything with safe="": '@', ':', '/' and '%' in a generated password must not split the URI
+    netloc_host = f"[{host}]" if ":" in host else host
+    return (f"{SCHEME}://{quote(user, safe='')}:{quote(password, safe='')}@{netloc_host}:{port}"
+            f"/{quote(name, safe='')}?sslmode={sslmode}")
+
+
+def compose_uris(env: Mapping[str, str]) -> dict[str, str]:
+    """{MLFLOW_BACKEND_STORE_URI: ..., and MLFLOW_READ_REPLICA_BACKEND_STORE_URI when DB_REPLICA_HOST is set}."""
+    host, user, password = (_required(env, name) for name in ("DB_HOST", "DB_USERNAME", "DB_PASSWORD"))
+    port, name, sslmode = _port(env), _value(env, "DB_NAME"), _sslmode(env)
+    uris = {PRIMARY_URI_ENV: database_uri(user, password, host, port, name, sslmode)}
+    replica = _value(env, "DB_REPLICA_HOST")
+    if replica:
+        uris[REPLICA_URI_ENV] = database_uri(user, password, replica, port, name, sslmode)
+    return uris
+
+
+# ---------------------------------------------------------------------------------------------
+# credentials from Secrets Manager (EC2: no ECS agent injects the secret's fields)
+
+def secret_region(arn: str) -> str | None:
+    """The region inside a Secrets Manager ARN, so an instance without AWS_REGION still finds it."""
+    parts = arn.split(":")
+    return parts[3] if len(parts) >= 7 and parts[0] == "arn" and parts[3] else None
+
+
+def parse_secret(text: str, arn: str) -> dict[str, str]:
+    """DB_USERNAME and DB_PASSWORD from a secret's JSON, as RDS-managed master secrets store them."""
+    expected = 'expected JSON {"username": ..., "password": ...} as RDS-managed secrets hold'
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        raise EntrypointError(f"DB_SECRET_ARN {arn}: the secret is not JSON; {expected}") from None
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), str) and data.get(k) for k in ("username", "password")):
+        raise EntrypointError(f"DB_SECRET_ARN {arn}: the secret lacks a username or password; {expected}")
+    return {"DB_USERNAME": data["username"], "DB_PASSWORD": data["password"]}
+
+
+def fetch_secret(arn: str) -> dict[str, str]:
+    try:
+        import boto3  # lazily: only the EC2 path needs it, and it costs half a second to import
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:
+        raise EntrypointError("DB_SECRET_ARN is set but boto3 is not installed; install boto3,"
+                              " or set DB_USERNAME and DB_PASSWORD") from None
+    try:
+        response = boto3.client("secretsmanager", region_name=secret_region(arn)).get_secret_value(SecretId=arn)
+    except (BotoCoreError, ClientError) as exc:
+        raise EntrypointError(f"DB_SECRET_ARN {arn}: cannot read the secret: {_one_line(exc)}", EXIT_FAILED) from None
+    return parse_secret(response.get("SecretString") or "", arn)
+
+
+def with_credentials(env: Mapping[str, str], fetch=fetch_secret) -> dict[str, str]:
+    """`env` with DB_USERNAME/DB_PASSWORD filled from DB_SECRET_ARN where they are absent."""
+    resolved = dict(env)
+    arn = _value(env, "DB_SECRET_ARN")
+    if arn and not (_value(env, "DB_USERNAME") and _value(env, "DB_PASSWORD")):
+        secret = fetch(arn)
+        for name in ("DB_USERNAME", "DB_PASSWORD"):  # a variable that is set wins over the secret
+            resolved[name] = _value(env, name) or secret[name]
+    return resolved
+
+
+# ---------------------------------------------------------------------------------------------
+# the server command
+
+def host_patterns(host: str) -> list[str]:
+    """The host, and the host with any port: MLflow matches the whole Host header, port included."""
+    if not host:
+        return []
+    return [host] if ":" in host else [host, f"{host}:*"]
+
+
+def allowed_hosts_value(value: str, load_balancer_host: str) -> str:
+    """The --allowed-hosts list with the load balancer filled in, or its entry dropped when it has no host."""
+    hosts: list[str] = []
+    for entry in value.split(","):
+        if entry == LOAD_BALANCER_HOST_PLACEHOLDER:
+            hosts += host_patterns(load_balancer_host)
+        elif entry:
+            hosts.append(entry)
+    return ",".join(dict.fromkeys(hosts))
+
+
+def fill_argument(arg: str, env: Mapping[str, str]) -> str:
+    unknown = sorted(set(_PLACEHOLDER.findall(arg)) - set(PLACEHOLDERS))
+    if unknown:
+        raise EntrypointError(f"the command has an unknown placeholder {unknown[0]}; known: {', '.join(PLACEHOLDERS)}")
+    for placeholder, name in PLACEHOLDERS.items():
+        if placeholder in arg:
+            value = env.get(name, "")
+            if not value:
+                raise EntrypointError(f"{name} is not set; the command's {placeholder} needs it")
+            arg = arg.replace(placeholder, value)
+    return arg
+
+
+def fill_placeholders(command: Sequence[str], env: Mapping[str, str]) -> list[str]:
+    """The command with {artifacts_destination} and {load_balancer_host} filled in from the environment."""
+    load_balancer_host = env.get("MLFLOW_LOAD_BALANCER_HOST", "")
+    filled: list[str] = []
+    args = iter(command)
+    for arg in args:
+        if arg == ALLOWED_HOSTS_FLAG or arg.startswith(ALLOWED_HOSTS_FLAG + "="):
+            value = arg.partition("=")[2] if "=" in arg else next(args, "")
+            hosts = fill_argument(allowed_hosts_value(value, load_balancer_host), env)
+            if hosts:  # no hosts left: without the flag mlflow keeps its default (localhost, private IPs)
+                filled += [ALLOWED_HOSTS_FLAG, hosts]
+        else:
+            filled.append(fill_argument(arg, env))
+    return filled
+
+
+def prepare_prometheus_dir(env: Mapping[str, str]) -> None:
+    """prometheus_client refuses a missing PROMETHEUS_MULTIPROC_DIR and must start from an empty one."""
+    path = env.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        return
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        for stale in Path(path).glob("*.db"):  # metric files of a previous run's (dead) worker processes
+            stale.unlink()
+    except OSError as exc:
+        raise EntrypointError(f"PROMETHEUS_MULTIPROC_DIR {path}: {exc.strerror}; expected a writable directory") from None
+
+
+def server_environment(env: Mapping[str, str]) -> dict[str, str]:
+    composed = dict(env)
+    composed.update(compose_uris(env))
+    return composed
+
+
+def run_server(command: Sequence[str], env: Mapping[str, str]) -> int:
+    if not command:
+        raise EntrypointError(f"server needs the command to run after '--'; {USAGE}")
+    env = with_credentials(env)
+    composed = server_environment(env)
+    argv = fill_placeholders(command, env)
+    prepare_prometheus_dir(composed)
+    try:
+        os.execvpe(argv[0], argv, composed)
+    except FileNotFoundError:
+        raise EntrypointError(f"{argv[0]!r} is not installed or not on PATH", EXIT_NOT_FOUND) from None
+    except PermissionError:
+        raise EntrypointError(f"{argv[0]!r} is not executable", EXIT_NOT_FOUND) from None
+    return EXIT_FAILED  # not reached: exec replaced this process
+
+
+# ---------------------------------------------------------------------------------------------
+# migrate
+
+def run_migrate(env: Mapping[str, str]) -> int:
+    env = with_credentials(env)
+    uri = compose_uris(env)[PRIMARY_URI_ENV]  # the schema and indexes live on the primary only
+    try:
+        import psycopg
+    except ImportError:
+        raise EntrypointError("migrate needs psycopg 3; install 'psycopg[binary]'") from None
+    from .indexes import index_migration
+    from .migrate import apply_index_migration, migration_lock
+
+    migration = index_migration()
+    try:
+        # every task may run migrate at once: the lock also serialises mlflow's table creation
+        with migration_lock(uri, migration.advisory_lock_key) as conn:
+            upgrade = subprocess.run([sys.executable, "-c", DB_UPGRADE_CODE], env={**env, PRIMARY_URI_ENV: uri})
+            if upgrade.returncode != 0:
+                raise EntrypointError(f"mlflow db upgrade failed with exit code {upgrade.returncode}; its output is above",
+                                      EXIT_FAILED)
+            statements = apply_index_migration(conn, migration)
+    except (psycopg.Error, ValueError) as exc:
+        raise EntrypointError(f"migration failed: {_one_line(exc)}", EXIT_FAILED) from None
+    print(f"mlflow-infra-entrypoint: schema upgraded; index migration applied ({len(statements)} statements)",
+          file=sys.stderr)
+    return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    env = dict(os.environ if env is None else env)
+    try:
+        if args[:1] == ["server"]:
+            command = args[2:] if args[1:2] == ["--"] else args[1:]
+            return run_server(command, env)
+        if args == ["migrate"]:
+            return run_migrate(env)
+        if args[:1] in (["-h"], ["--help"]):
+            print(__doc__.strip())
+            return 0
+        got = " ".join(args) or "nothing"
+        raise EntrypointError(f"unknown command {got!r}; {USAGE}")
+    except EntrypointError as exc:
+        print(f"mlflow-infra-entrypoint: {exc}", file=sys.stderr)
+        return exc.code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

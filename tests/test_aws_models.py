@@ -1,0 +1,161 @@
+"""Rendered API inputs checked against botocore's AWS service models: shapes, types, required
+members, ranges and enums (ECS RegisterTaskDefinition, RDS CreateDBInstance, ModifyDBParameterGroup)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import botocore.session
+import pytest
+from botocore.validate import ParamValidator
+
+from conftest import ROOT, SHIPPED
+from infra import load_environment, plan
+from infra.render import Runtime, container_definitions, task_size, user_data
+from test_component import render
+
+SESSION = botocore.session.get_session()
+RUNTIME = Runtime(image="123456789012.dkr.ecr.us-east-1.amazonaws.com/mlflow:3.17.2", region="us-east-1",
+                  db_host="db.abc.us-east-1.rds.amazonaws.com", db_port=5432,
+                  replica_host="replica.abc.us-east-1.rds.amazonaws.com",
+                  secret_arn="arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-1a2b3c",
+                  log_group="/mlflow/prod", artifacts_destination="s3://mlflow-artifacts/artifacts",
+                  load_balancer_host="internal-mlflow-api-123.us-east-1.elb.amazonaws.com")
+
+
+def enum_errors(value, shape, path="") -> list[str]:
+    """botocore's validator checks types and ranges, not enums: walk the shape for those."""
+    errors = []
+    if shape.type_name == "structure" and isinstance(value, dict):
+        for key, item in value.items():
+            if key in shape.members:
+                errors += enum_errors(item, shape.members[key], f"{path}.{key}")
+    elif shape.type_name == "list" and isinstance(value, list):
+        for i, item in enumerate(value):
+            errors += enum_errors(item, shape.member, f"{path}[{i}]")
+    elif shape.type_name == "string" and shape.enum and value not in shape.enum:
+        errors.append(f"{path}: {value!r} not in {shape.enum}")
+    return errors
+
+
+def validate(service: str, operation: str, params: dict) -> None:
+    shape = SESSION.get_service_model(service).operation_model(operation).input_shape
+    report = ParamValidator().validate(params, shape)
+    assert not report.has_errors(), report.generate_report()
+    assert not enum_errors(params, shape)
+
+
+def plan_for(env):
+    return plan(load_environment(ROOT / "stacks" / f"{env}.yaml", ROOT / "stacks"))
+
+
+@pytest.mark.parametrize("env", SHIPPED)
+@pytest.mark.parametrize("role", ["api", "ui"])
+def test_task_definition_matches_ecs_model(env, role):
+    p = plan_for(env)
+    cpu, memory = task_size(p, role)
+    validate("ecs", "RegisterTaskDefinition", {
+        "family": f"mlflow-{env}-{role}", "cpu": cpu, "memory": memory, "networkMode": "awsvpc",
+        "requiresCompatibilities": ["FARGATE"], "runtimePlatform": {"cpuArchitecture": "ARM64", "operatingSystemFamily": "LINUX"},
+        "executionRoleArn": "arn:aws:iam::123456789012:role/exec", "taskRoleArn": "arn:aws:iam::123456789012:role/task",
+        "containerDefinitions": container_definitions(p, role, RUNTIME),
+    })
+
+
+def test_enum_check_catches_a_bad_value():
+    p = plan_for("prod")
+    defs = container_definitions(p, "api", RUNTIME)
+    defs[1]["ulimits"][0]["name"] = "openfiles"
+    with pytest.raises(AssertionError):
+        validate("ecs", "RegisterTaskDefinition", {"family": "x", "containerDefinitions": defs})
+
+
+PULUMI_TO_RDS = {
+    "instanceClass": "DBInstanceClass", "engine": "Engine", "engineVersion": "EngineVersion",
+    "allocatedStorage": "AllocatedStorage", "maxAllocatedStorage": "MaxAllocatedStorage", "storageType": "StorageType",
+    "iops": "Iops", "storageThroughput": "StorageThroughput", "multiAz": "MultiAZ", "storageEncrypted": "StorageEncrypted",
+    "kmsKeyId": "KmsKeyId", "publiclyAccessible": "PubliclyAccessible", "manageMasterUserPassword": "ManageMasterUserPassword",
+    "masterUserSecretKmsKeyId": "MasterUserSecretKmsKeyId", "username": "MasterUsername", "dbName": "DBName",
+    "backupRetentionPeriod": "BackupRetentionPeriod", "deletionProtection": "DeletionProtection",
+    "performanceInsightsEnabled": "EnablePerformanceInsights", "performanceInsightsKmsKeyId": "PerformanceInsightsKMSKeyId",
+    "performanceInsightsRetentionPeriod": "PerformanceInsightsRetentionPeriod", "monitoringInterval": "MonitoringInterval",
+    "monitoringRoleArn": "MonitoringRoleArn", "enabledCloudwatchLogsExports": "EnableCloudwatchLogsExports",
+    "parameterGroupName": "DBParameterGroupName", "dbSubnetGroupName": "DBSubnetGroupName",
+    "vpcSecurityGroupIds": "VpcSecurityGroupIds", "copyTagsToSnapshot": "CopyTagsToSnapshot",
+    "autoMinorVersionUpgrade": "AutoMinorVersionUpgrade", "availabilityZone": "AvailabilityZone",
+    "backupWindow": "PreferredBackupWindow", "maintenanceWindow": "PreferredMaintenanceWindow",
+}
+NOT_IN_CREATE = {"skipFinalSnapshot", "finalSnapshotIdentifier", "applyImmediately", "tags", "replicateSourceDb"}
+
+
+def wire(value):
+    """Pulumi's RPC carries numbers as doubles; the provider sends integral ones as integers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [wire(v) for v in value]
+    if isinstance(value, dict):
+        return {k: wire(v) for k, v in value.items()}
+    return value
+
+
+@pytest.fixture(scope="module", params=SHIPPED)
+def rendered(request):
+    mocks, component, urns, outputs = render(request.param)
+    return request.param, mocks
+
+
+def test_primary_matches_rds_create_db_instance(rendered):
+    env, mocks = rendered
+    inputs = wire(mocks.one("aws:rds/instance:Instance", "-primary").inputs)
+    unmapped = set(inputs) - set(PULUMI_TO_RDS) - NOT_IN_CREATE
+    assert not unmapped, f"map these to CreateDBInstance: {unmapped}"
+    params = {PULUMI_TO_RDS[k]: v for k, v in inputs.items() if k in PULUMI_TO_RDS}
+    params["DBInstanceIdentifier"] = f"mlflow-{env}"
+    params["Tags"] = [{"Key": k, "Value": v} for k, v in inputs["tags"].items()]
+    validate("rds", "CreateDBInstance", params)
+
+
+def test_replicas_match_rds_create_db_instance_read_replica(rendered):
+    env, mocks = rendered
+    for replica in (r for r in mocks.of_type("aws:rds/instance:Instance") if "-replica-" in r.name):
+        i = wire(replica.inputs)
+        validate("rds", "CreateDBInstanceReadReplica", {
+            "DBInstanceIdentifier": replica.name, "SourceDBInstanceIdentifier": i["replicateSourceDb"],
+            "DBInstanceClass": i["instanceClass"], "AvailabilityZone": i["availabilityZone"],
+            "DBParameterGroupName": i["parameterGroupName"], "PubliclyAccessible": i["publiclyAccessible"],
+            "StorageType": i["storageType"], "MaxAllocatedStorage": i["maxAllocatedStorage"],
+            "EnablePerformanceInsights": i["performanceInsightsEnabled"], "MonitoringInterval": i["monitoringInterval"],
+            "KmsKeyId": i["kmsKeyId"], "DeletionProtection": i["deletionProtection"],
+        })
+
+
+MAX_PARAMETERS_PER_CALL = 20  # ModifyDBParameterGroup's documented limit
+
+
+@pytest.mark.parametrize("env", SHIPPED)
+def test_parameter_groups_match_modify_db_parameter_group(env):
+    p = plan_for(env)
+    for group in (p.database.primary_parameters, p.database.replica_parameters):
+        params = [{"ParameterName": x.name, "ParameterValue": x.value, "ApplyMethod": x.apply_method} for x in group]
+        for start in range(0, len(params), MAX_PARAMETERS_PER_CALL):
+            validate("rds", "ModifyDBParameterGroup", {"DBParameterGroupName": f"mlflow-{env}",
+                                                       "Parameters": params[start:start + MAX_PARAMETERS_PER_CALL]})
+
+
+@pytest.mark.parametrize("role", ["api", "ui"])
+def test_ec2_user_data_is_valid_bash(tmp_path, role):
+    spec = load_environment(ROOT / "stacks" / "prod.yaml", ROOT / "stacks")
+    p = plan(spec.model_copy(update={"tracking": spec.tracking.model_copy(update={"compute": "ec2"})}))
+    script = user_data(p, role, RUNTIME, "mlflow-infra==0.1.0")
+    path = tmp_path / "user-data.sh"
+    path.write_text(script)
+    result = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    server = getattr(p.tracking, f"{role}_server")
+    assert f"LimitNOFILE={server.nofile}" in script
+    assert f"--workers {getattr(p.tracking, role).workers}" in script
+    assert f"mlflow[auth]=={p.tracking.mlflow_version}" in script
+    assert "--no-deps mlflow-infra==0.1.0" in script and "RemainAfterExit=yes" in script
+    assert "DB_PASSWORD" not in script and "DB_SECRET_ARN=" in script

@@ -1,0 +1,147 @@
+"""The planned API and UI servers start through the entrypoint exactly as ECS starts them, on a real
+PostgreSQL and a real MLflow, and what is logged through them is in the database."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from conftest import ROOT
+from infra import load_environment, plan
+from infra.server import PORT, PRIMARY_URI_ENV, PROMETHEUS_DIR, REPLICA_URI_ENV
+from local_services import (
+    APP_PASSWORD,
+    base_env,
+    db_env,
+    entrypoint_server,
+    free_port,
+    http_get,
+    mlflow_database,
+    run_entrypoint,
+)
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture(scope="module")
+def tracking():
+    return plan(load_environment(ROOT / "stacks" / "prod.yaml")).tracking
+
+
+@pytest.fixture(scope="module")
+def database(tmp_path_factory):
+    """The `mlflow` database after `mlflow-infra-entrypoint migrate`, as the deploy runs it first."""
+    home = tmp_path_factory.mktemp("home")
+    with mlflow_database(tmp_path_factory.mktemp("pg") / "data") as server:
+        result = run_entrypoint(["migrate"], {**base_env(home), **db_env(server)})
+        assert result.returncode == 0, f"migrate failed:\n{result.stderr[-3000:]}"
+        yield server
+
+
+def local_command(command: tuple[str, ...], port: int, prometheus_dir: Path) -> list[str]:
+    """The planned command on 127.0.0.1 and a free port; metrics in this test's own directory."""
+    replaced = {"--host": ("0.0.0.0", "127.0.0.1"), "--port": (str(PORT), str(port)),
+                "--expose-prometheus": (PROMETHEUS_DIR, str(prometheus_dir))}
+    local = list(command)
+    for flag, (planned, here) in replaced.items():
+        at = local.index(flag) + 1
+        assert local[at] == planned, f"the plan's {flag} is {local[at]!r}, not {planned!r}"
+        local[at] = here
+    return local
+
+
+def server_env(settings, database, tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {**base_env(tmp_path), **settings.environment, **db_env(database),
+           "MLFLOW_ARTIFACTS_DESTINATION": str(tmp_path / "artifacts"), "MLFLOW_LOAD_BALANCER_HOST": "127.0.0.1", **extra}
+    # concurrent test runs must not share (and wipe) one metrics directory; the entrypoint creates it
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "prometheus")
+    return env
+
+
+def process_environment(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+def group_command_lines(pgid: int) -> list[str]:
+    lines = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and int((proc / "stat").read_text().rsplit(")", 1)[1].split()[2]) == pgid:
+                lines.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except (OSError, IndexError, ValueError):  # a process that ended while we looked
+            continue
+    return lines
+
+
+def test_api_server_logs_runs_through_the_planned_command(tracking, database, tmp_path):
+    settings = tracking.api_server
+    port = free_port()
+    command = local_command(settings.command, port, tmp_path / "prometheus")
+    env = server_env(settings, database, tmp_path)
+    with entrypoint_server(command, env, port, tmp_path / "api.log") as server:
+        url = f"http://127.0.0.1:{port}"
+        client = MlflowClient(tracking_uri=url)
+        experiment_id = client.create_experiment(f"entrypoint-{uuid.uuid4().hex[:8]}")
+        run_id = client.create_run(experiment_id).info.run_id
+        now = int(time.time() * 1000)
+        client.log_batch(run_id, metrics=[Metric("loss", 1.0 / (step + 1), now + step, step) for step in range(50)],
+                         params=[Param("lr", "0.01"), Param("batch_size", "64")], tags=[RunTag("team", "infra")])
+        client.log_text(run_id, "proxied", "notes/hello.txt")  # through --serve-artifacts to the destination
+
+        run = client.get_run(run_id)
+        assert run.data.params == {"lr": "0.01", "batch_size": "64"}
+        assert run.data.metrics == {"loss": pytest.approx(1.0 / 50)}
+        assert len(client.get_metric_history(run_id, "loss")) == 50
+        found = client.search_runs([experiment_id], filter_string="params.lr = '0.01' and tags.team = 'infra'")
+        assert [r.info.run_id for r in found] == [run_id]
+
+        with psycopg.connect(database.uri("mlflow")) as conn:
+            in_db = conn.execute("SELECT experiment_id::text, status FROM runs WHERE run_uuid = %s", (run_id,)).fetchone()
+            metric_rows = conn.execute("SELECT count(*), min(value) FROM metrics WHERE run_uuid = %s AND key = 'loss'",
+                                       (run_id,)).fetchone()
+            params = dict(conn.execute("SELECT key, value FROM params WHERE run_uuid = %s", (run_id,)).fetchall())
+        assert in_db == (experiment_id, "RUNNING")
+        assert metric_rows == (50, pytest.approx(1.0 / 50))
+        assert params == {"lr": "0.01", "batch_size": "64"}
+        assert [p.read_text() for p in (tmp_path / "artifacts").rglob("hello.txt")] == ["proxied"]
+
+        # --allowed-hosts took the load balancer's host (with any port) and nothing else
+        assert http_get(f"{url}/api/2.0/mlflow/experiments/search?max_results=1", host="evil.example.com")[0] == 403
+        # --expose-prometheus works with the multiprocess directory the entrypoint created
+        status, metrics = http_get(f"{url}/metrics")
+        assert status == 200 and "mlflow_http_request_total" in metrics
+
+        environment = process_environment(server.pid)  # the entrypoint exec'd mlflow: same pid
+        assert environment[PRIMARY_URI_ENV].startswith("postgresql+psycopg://mlflow_app:")
+        assert REPLICA_URI_ENV not in environment
+        assert environment["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"] == settings.environment["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"]
+        lines = group_command_lines(server.pid)
+        assert any("uvicorn" in line for line in lines), lines
+        assert not any(APP_PASSWORD in line or "p%40ss" in line for line in lines), "no password on a command line"
+
+
+def test_ui_server_reads_through_the_replica_uri(tracking, database, tmp_path):
+    settings = tracking.ui_server
+    assert REPLICA_URI_ENV in settings.uri_environment, "prod's UI reads from a replica"
+    port = free_port()
+    command = local_command(settings.command, port, tmp_path / "prometheus")
+    # no real replica here: the replica host is the primary itself
+    env = server_env(settings, database, tmp_path, DB_REPLICA_HOST="127.0.0.1")
+    with entrypoint_server(command, env, port, tmp_path / "ui.log") as server:
+        environment = process_environment(server.pid)
+        assert environment[REPLICA_URI_ENV] == environment[PRIMARY_URI_ENV]
+        client = MlflowClient(tracking_uri=f"http://127.0.0.1:{port}")
+        experiment_id = client.create_experiment(f"ui-{uuid.uuid4().hex[:8]}")  # writes go to the primary
+        run_id = client.create_run(experiment_id).info.run_id
+        client.log_param(run_id, "model", "resnet")
+        found = client.search_runs([experiment_id], filter_string="params.model = 'resnet'")  # reads via the replica URI
+        assert [r.info.run_id for r in found] == [run_id]
+        status, _ = http_get(f"http://127.0.0.1:{port}/")  # the UI's own page
+        assert status == 200
