@@ -202,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_classes = sub.add_parser("classes", help="list the database instance classes the planner chooses from")
     p_classes.set_defaults(func=cmd_classes)
+
+    from .policy.cli import register as register_policy
+
+    register_policy(sub)
     return parser
 
 

@@ -10,31 +10,14 @@ import pytest
 
 from conftest import ROOT, SHIPPED
 from infra import load_environment, plan
-from pulumi_mocks import RecordingMocks
+from infra.policy.mocks import RecordingMocks, render_stack
 
 COMPONENT = "mlflow-infra:index:MlflowTracking"
 
 
 def render(env: str, spec=None):
-    """Build MlflowTracking for `env` under mocks; return (mocks, component, urns)."""
-    from infra import MlflowTracking, MlflowTrackingArgs
-
-    mocks = RecordingMocks()
-    pulumi.runtime.set_mocks(mocks, project="mlflow-tracking", stack=env, preview=False)
-    spec = spec or load_environment(ROOT / "stacks" / f"{env}.yaml", ROOT / "stacks")
-    holder = {}
-
-    @pulumi.runtime.test
-    def build():
-        component = MlflowTracking(f"mlflow-{env}", MlflowTrackingArgs(spec=spec))
-        holder["component"] = component
-        return pulumi.Output.all(component.tracking_uri, component.ui_url, component.primary_endpoint,
-                                 component.replica_endpoints, component.client_security_group_id,
-                                 component.artifact_bucket).apply(lambda v: holder.__setitem__("outputs", v))
-
-    build()
-    monitor = pulumi.runtime.settings.SETTINGS.monitor
-    return mocks, holder["component"], list(monitor.resources), holder["outputs"]
+    """Build MlflowTracking for `env` under mocks; return (mocks, component, urns, outputs)."""
+    return render_stack(spec or load_environment(ROOT / "stacks" / f"{env}.yaml", ROOT / "stacks"))
 
 
 @pytest.fixture(scope="module", params=SHIPPED)

@@ -8,7 +8,7 @@ import pulumi
 import pytest
 
 from conftest import ROOT, SHIPPED
-from pulumi_mocks import RecordingMocks
+from infra.policy.mocks import RecordingMocks
 
 OUTPUTS = ["tracking_uri", "ui_url", "primary_endpoint", "replica_endpoints", "client_security_group_id",
            "artifact_bucket", "image_repository", "plan_summary", "monthly_cost_usd"]

@@ -102,14 +102,14 @@ class TrackingService(pulumi.ComponentResource):
         if public:
             aws.lb.Listener(f"{name}-{role}-https", load_balancer_arn=lb.arn, port=443, protocol="HTTPS",
                             ssl_policy=TLS_POLICY, certificate_arn=args.ui_certificate_arn, default_actions=forward,
-                            opts=self._child)
+                            tags=args.tags, opts=self._child)
             aws.lb.Listener(f"{name}-{role}-http", load_balancer_arn=lb.arn, port=80, protocol="HTTP",
                             default_actions=[{"type": "redirect", "redirect": {"port": "443", "protocol": "HTTPS",
                                                                                "status_code": "HTTP_301"}}],
-                            opts=self._child)
+                            tags=args.tags, opts=self._child)
         else:
             aws.lb.Listener(f"{name}-{role}-http", load_balancer_arn=lb.arn, port=80, protocol="HTTP",
-                            default_actions=forward, opts=self._child)
+                            default_actions=forward, tags=args.tags, opts=self._child)
         self.load_balancers[role], self.target_groups[role] = lb, tg
 
     # -- the runtime strings every rendering needs ---------------------------------------------------
@@ -168,7 +168,7 @@ class TrackingService(pulumi.ComponentResource):
         target = aws.appautoscaling.Target(
             f"{name}-{role}", service_namespace="ecs", scalable_dimension="ecs:service:DesiredCount",
             resource_id=pulumi.Output.all(self.cluster.name, service.name).apply(lambda v: f"service/{v[0]}/{v[1]}"),
-            min_capacity=fleet.min_count, max_capacity=fleet.max_count, opts=self._child)
+            min_capacity=fleet.min_count, max_capacity=fleet.max_count, tags=tags, opts=self._child)
         aws.appautoscaling.Policy(
             f"{name}-{role}-cpu", policy_type="TargetTrackingScaling", service_namespace=target.service_namespace,
             resource_id=target.resource_id, scalable_dimension=target.scalable_dimension,
@@ -190,7 +190,7 @@ class TrackingService(pulumi.ComponentResource):
         aws.iam.RolePolicy(f"{name}-{role}-secret", role=instance_role.id, policy=self._secret_policy(args), opts=self._child)
         aws.iam.RolePolicyAttachment(f"{name}-{role}-ssm", role=instance_role.name,
                                      policy_arn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore", opts=self._child)
-        profile = aws.iam.InstanceProfile(f"{name}-{role}", role=instance_role.name, opts=self._child)
+        profile = aws.iam.InstanceProfile(f"{name}-{role}", role=instance_role.name, tags=tags, opts=self._child)
         script = self._runtime(role, args, logs.name).apply(
             lambda rt: base64.b64encode(user_data(plan, role, rt, args.entrypoint_package).encode()).decode())
         template = aws.ec2.LaunchTemplate(

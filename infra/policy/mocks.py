@@ -1,4 +1,4 @@
-"""Pulumi's official unit-test mocks, recording every resource so tests can assert on its inputs."""
+"""Pulumi's official unit-test mocks, recording every resource: the offline policy check and the tests render stacks with them."""
 
 from __future__ import annotations
 
@@ -44,3 +44,27 @@ class RecordingMocks(pulumi.runtime.Mocks):
         found = [r for r in self.of_type(typ) if r.name.endswith(name_suffix)]
         assert len(found) == 1, f"{typ} *{name_suffix}: {[r.name for r in found]}"
         return found[0]
+
+
+def render_stack(spec, project: str = "mlflow-tracking"):
+    """Build MlflowTracking for a validated spec under the mocks, as `pulumi preview` would.
+
+    Returns the mocks (every resource's inputs), the component, the URNs, and the resolved
+    outputs (tracking_uri, ui_url, primary_endpoint, replica_endpoints, client sg, bucket)."""
+    from ..components.tracking import MlflowTracking, MlflowTrackingArgs
+
+    mocks = RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project=project, stack=spec.name, preview=False)
+    holder: dict = {}
+
+    @pulumi.runtime.test
+    def build():
+        component = MlflowTracking(f"mlflow-{spec.name}", MlflowTrackingArgs(spec=spec))
+        holder["component"] = component
+        return pulumi.Output.all(component.tracking_uri, component.ui_url, component.primary_endpoint,
+                                 component.replica_endpoints, component.client_security_group_id,
+                                 component.artifact_bucket).apply(lambda v: holder.__setitem__("outputs", v))
+
+    build()
+    monitor = pulumi.runtime.settings.SETTINGS.monitor
+    return mocks, holder["component"], list(monitor.resources), holder["outputs"]

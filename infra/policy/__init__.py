@@ -1,0 +1,1 @@
+"""The policy rules (plain functions), the offline checker and the per-environment policy config."""

@@ -1,0 +1,77 @@
+"""`mlflow-infra policy check ENV`: render the stack under Pulumi's mocks, run every rule, report.
+
+The same rules run in CI through the CrossGuard pack (`pulumi preview --policy-pack policies`);
+this path needs no Pulumi CLI and no cloud account.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ..plan import CapacityPlan, plan as make_plan
+from ..spec import EnvironmentSpec
+from .rules import RULES, PolicyConfig, Res, Violation, evaluate
+
+CONFIG_DIR = Path("policies") / "config"
+
+
+def policy_config(spec: EnvironmentSpec, capacity: CapacityPlan) -> dict[str, Any]:
+    """The policy pack's configuration for an environment, from its plan (policies/config/<env>.json)."""
+    training = spec.placement.training_vpc
+    return {
+        "environment": spec.name,
+        "production": spec.production,
+        "durability": spec.database.durability,
+        "min_backup_retention_days": 1,
+        "min_backup_retention_days_production": 7,
+        "min_nofile": 65_536,
+        "connection_reserve": capacity.connection_budget.reserve,
+        "training_availability_zones": list(capacity.placement.training_availability_zones),
+        "training_subnet_ids": [s.id for s in training.subnets] if training and spec.placement.tracking_vpc == "training" else [],
+        "required_tags": ["environment", "owner"],
+    }
+
+
+def policy_pack_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The file `pulumi preview --policy-pack-config` reads: every policy gets the same settings."""
+    return {rule.name: {**config} for rule in RULES}
+
+
+def stack_resources(spec: EnvironmentSpec) -> list[Res]:
+    from .mocks import render_stack
+
+    mocks, _, _, _ = render_stack(spec)
+    return [Res(r.typ, r.name, dict(r.inputs)) for r in mocks.resources if r.custom]
+
+
+def check(spec: EnvironmentSpec) -> list[Violation]:
+    capacity = make_plan(spec)
+    return evaluate(stack_resources(spec), PolicyConfig.from_dict(policy_config(spec, capacity)))
+
+
+def report(spec: EnvironmentSpec, violations: list[Violation], console: Console) -> int:
+    """Print the violations; 1 if any is mandatory, else 0."""
+    mandatory = [v for v in violations if v.rule.mandatory]
+    if violations:
+        table = Table(title=f"Policy violations for {spec.name}", title_justify="left")
+        for column in ("rule", "level", "resource", "violation", "reason", "remediation (environment file)"):
+            table.add_column(column, overflow="fold")
+        for v in sorted(violations, key=lambda v: (not v.rule.mandatory, v.rule.name, v.resource)):
+            table.add_row(v.rule.name, v.rule.level, v.resource, v.message, v.rule.reason, v.rule.remediation)
+        console.print(table)
+    applied = [r for r in RULES if spec.production or not r.production_only]
+    console.print(f"{spec.name}: {len(applied)} rules, {len(mandatory)} mandatory violation(s),"
+                  f" {len(violations) - len(mandatory)} advisory")
+    return 1 if mandatory else 0
+
+
+def write_config(spec: EnvironmentSpec, capacity: CapacityPlan, directory: Path = CONFIG_DIR) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{spec.name}.json"
+    path.write_text(json.dumps(policy_pack_config(policy_config(spec, capacity)), indent=2, sort_keys=True) + "\n")
+    return path

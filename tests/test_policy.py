@@ -1,0 +1,224 @@
+"""The policy pack: each rule with a compliant and a violating input, the shipped stacks clean, broken
+environment files caught through `mlflow-infra policy check`, and the CrossGuard adapters."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import runpy
+
+import pytest
+from pulumi_policy import PolicyResource, PolicyResourceOptions, ResourceValidationArgs, StackValidationArgs
+
+from conftest import ROOT, SHIPPED, minimal
+from infra import load_environment, plan
+from infra.cli import main
+from infra.policy import rules as R
+from infra.policy.check import policy_config, policy_pack_config, stack_resources
+from infra.policy.rules import RULES, PolicyConfig, Res, evaluate
+
+BY_NAME = {r.name: r for r in RULES}
+
+
+def load(env):
+    return load_environment(ROOT / "stacks" / f"{env}.yaml", ROOT / "stacks")
+
+
+@pytest.fixture(scope="module")
+def prod():
+    spec = load("prod")
+    return stack_resources(spec), PolicyConfig.from_dict(policy_config(spec, plan(spec)))
+
+
+def find(resources, typ, suffix=""):
+    return next(r for r in resources if r.type == typ and r.name.endswith(suffix))
+
+
+def edit(resources, typ, suffix, change):
+    """A deep copy of the stack with one resource's props changed by `change(props)`."""
+    out = copy.deepcopy(resources)
+    target = find(out, typ, suffix)
+    change(target.props)
+    return out
+
+
+def set_params(props, **values):
+    for p in props["parameters"]:
+        if p["name"] in values:
+            p["value"] = values[p["name"]]
+
+
+def edit_containers(props, fn):
+    defs = json.loads(props["containerDefinitions"])
+    fn(defs)
+    props["containerDefinitions"] = json.dumps(defs)
+
+
+def edit_user_data(props, fn):
+    props["userData"] = base64.b64encode(fn(base64.b64decode(props["userData"]).decode()).encode()).decode()
+
+
+# rule -> (resource type, name suffix, mutation, fragment of the expected message, config changes)
+CASES = {
+    "rds-storage-encrypted": (R.RDS_INSTANCE, "-primary", lambda p: p.update(storageEncrypted=False), "storage_encrypted is not true", {}),
+    "rds-not-public": (R.RDS_INSTANCE, "-primary", lambda p: p.update(publiclyAccessible=True), "publicly_accessible is true", {}),
+    "rds-backup-retention": (R.RDS_INSTANCE, "-primary", lambda p: p.update(backupRetentionPeriod=3), "backup_retention_period 3 < 7 days", {}),
+    "rds-deletion-protection": (R.RDS_INSTANCE, "-primary", lambda p: p.update(deletionProtection=False), "deletion_protection is not true", {}),
+    "rds-multi-az": (R.RDS_INSTANCE, "-primary", lambda p: p.update(multiAz=False), "multi_az is not true", {}),
+    "rds-performance-insights": (R.RDS_INSTANCE, "-primary", lambda p: p.update(performanceInsightsEnabled=False), "performance_insights_enabled is not true", {}),
+    "rds-enhanced-monitoring": (R.RDS_INSTANCE, "-primary", lambda p: p.update(monitoringInterval=0), "monitoring_interval 0 (off)", {}),
+    "rds-storage-type": (R.RDS_INSTANCE, "-primary", lambda p: p.update(storageType="gp2"), "storage_type 'gp2'", {}),
+    "rds-custom-parameter-group": (R.RDS_INSTANCE, "-primary", lambda p: p.update(parameterGroupName="default.postgres17"), "parameter_group_name 'default.postgres17'", {}),
+    "rds-no-burstable-production": (R.RDS_INSTANCE, "-primary", lambda p: p.update(instanceClass="db.t4g.large"), "instance_class db.t4g.large", {}),
+    "pg-stat-statements": (R.PARAMETER_GROUP, "-primary", lambda p: set_params(p, shared_preload_libraries="auto_explain"), "lacks pg_stat_statements", {}),
+    "pg-never-unsafe": (R.PARAMETER_GROUP, "-primary", lambda p: set_params(p, fsync="0"), "fsync is off", {}),
+    "pg-synchronous-commit": (R.PARAMETER_GROUP, "-primary", lambda p: set_params(p, synchronous_commit="off"), "synchronous_commit off in production", {}),
+    "pg-force-ssl": (R.PARAMETER_GROUP, "-primary", lambda p: set_params(p, **{"rds.force_ssl": "0"}), "rds.force_ssl is not 1", {}),
+    "pg-replica-hot-standby-feedback": (R.PARAMETER_GROUP, "-replica", lambda p: set_params(p, hot_standby_feedback="0"), "lacks hot_standby_feedback=1", {}),
+    "connection-budget": (R.PARAMETER_GROUP, "-primary", lambda p: set_params(p, max_connections="100"), "> max_connections 100", {}),
+    "open-files-limit": (R.TASK_DEFINITION, "-api", lambda p: edit_containers(p, lambda d: d[1]["ulimits"][0].update(softLimit=1024)), "nofile", {}),
+    "no-plain-credentials": (R.TASK_DEFINITION, "-api", lambda p: edit_containers(p, lambda d: d[1]["environment"].append({"name": "DB_PASSWORD", "value": "hunter2"})), "environment DB_PASSWORD", {}),
+    "container-logging": (R.TASK_DEFINITION, "-ui", lambda p: edit_containers(p, lambda d: d[0].pop("logConfiguration")), "container migrate: no logConfiguration", {}),
+    "lb-internet-facing": (R.LOAD_BALANCER, "-api", lambda p: p.update(internal=False), "not the UI's", {}),
+    "lb-deletion-protection": (R.LOAD_BALANCER, "-ui", lambda p: p.update(enableDeletionProtection=False), "enable_deletion_protection is not true", {}),
+    "sg-no-open-database-or-servers": (R.SECURITY_GROUP, "-db", lambda p: p["ingress"].append({"protocol": "tcp", "fromPort": 5432, "toPort": 5432, "cidrBlocks": ["0.0.0.0/0"]}), "ingress from 0.0.0.0/0 covers port 5432", {}),
+    "s3-closed-encrypted-versioned": (R.PUBLIC_ACCESS_BLOCK, "", lambda p: p.update(blockPublicPolicy=False), "public access not fully blocked", {}),
+    "placement-training-zones": (R.ECS_SERVICE, "-api", lambda p: p["networkConfiguration"].update(subnets=["subnet-0999999999999999a"]), "API tasks in subnets outside the training zones", {}),
+    "replicas-for-ui-reads": (R.RDS_INSTANCE, "-replica-0", lambda p: p.pop("replicateSourceDb"), "reads from a replica but the stack has none", {}),
+    "tags-environment-owner": (R.RDS_INSTANCE, "-primary", lambda p: p["tags"].pop("owner"), "missing tags: owner", {}),
+}
+# rules whose inputs only exist in the EC2 variant, and the advisory access-log rule (violated by default)
+EC2_CASES = {
+    "imdsv2": (lambda p: p["metadataOptions"].update(httpTokens="optional"), "metadata_options.http_tokens is not required"),
+    "ebs-encrypted": (lambda p: p["blockDeviceMappings"][0]["ebs"].update(encrypted="false"), "unencrypted volume /dev/xvda"),
+    "open-files-limit": (lambda p: edit_user_data(p, lambda t: t.replace("LimitNOFILE=65536", "LimitNOFILE=4096")), "LimitNOFILE [4096] < 65536"),
+    "no-plain-credentials": (lambda p: edit_user_data(p, lambda t: t.replace("DB_SECRET_ARN=", "DB_PASSWORD=hunter2\nDB_SECRET_ARN=")), "user data sets DB_PASSWORD"),
+}
+
+
+def test_every_rule_has_a_case():
+    assert set(CASES) | set(EC2_CASES) | {"lb-access-logs"} == set(BY_NAME)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_rule_compliant_then_violated(prod, name):
+    resources, config = prod
+    rule = BY_NAME[name]
+    assert evaluate(resources, config, [rule]) == [], f"{name} flags the compliant prod stack"
+    typ, suffix, mutate, fragment, _ = CASES[name]
+    found = evaluate(edit(resources, typ, suffix, mutate), config, [rule])
+    assert len(found) >= 1 and all(v.rule is rule for v in found)
+    assert any(fragment in v.message for v in found), [v.message for v in found]
+
+
+@pytest.fixture(scope="module")
+def prod_ec2():
+    spec = load("prod")
+    spec = spec.model_copy(update={"tracking": spec.tracking.model_copy(update={"compute": "ec2"})})
+    return stack_resources(spec), PolicyConfig.from_dict(policy_config(spec, plan(spec)))
+
+
+@pytest.mark.parametrize("name", sorted(EC2_CASES))
+def test_ec2_rule_compliant_then_violated(prod_ec2, name):
+    resources, config = prod_ec2
+    rule = BY_NAME[name]
+    assert evaluate(resources, config, [rule]) == []
+    mutate, fragment = EC2_CASES[name]
+    found = evaluate(edit(resources, R.LAUNCH_TEMPLATE, "-api", mutate), config, [rule])
+    assert any(fragment in v.message for v in found), [v.message for v in found]
+
+
+def test_ec2_fleet_counts_in_the_connection_budget(prod_ec2):
+    resources, config = prod_ec2
+    fleets = dict(R.fleet_connections(resources))
+    p = plan(load("prod"))
+    assert fleets["mlflow-prod-svc-api"] == p.connection_budget.api_connections
+
+
+def test_access_logs_are_advisory_and_reported(prod):
+    resources, config = prod
+    found = evaluate(resources, config, [BY_NAME["lb-access-logs"]])
+    assert len(found) == 2 and not found[0].rule.mandatory
+    logged = edit(resources, R.LOAD_BALANCER, "-api", lambda p: p.update(accessLogs={"enabled": True, "bucket": "logs"}))
+    assert len(evaluate(logged, config, [BY_NAME["lb-access-logs"]])) == 1
+
+
+def test_production_only_rules_skip_other_tiers(prod):
+    resources, config = prod
+    broken = edit(resources, R.RDS_INSTANCE, "-primary", lambda p: p.update(multiAz=False))
+    staging_like = PolicyConfig.from_dict({**config.__dict__, "production": False})
+    assert [v.rule.name for v in evaluate(broken, config)].count("rds-multi-az") == 1
+    assert "rds-multi-az" not in [v.rule.name for v in evaluate(broken, staging_like)]
+
+
+@pytest.mark.parametrize("env", SHIPPED)
+def test_shipped_stacks_pass_every_mandatory_rule(env, capsys):
+    assert main(["policy", "check", env]) == 0
+    assert "0 mandatory violation(s)" in capsys.readouterr().out
+    spec = load(env)
+    found = evaluate(stack_resources(spec), PolicyConfig.from_dict(policy_config(spec, plan(spec))))
+    assert [v for v in found if v.rule.mandatory] == []
+
+
+@pytest.mark.parametrize("env", SHIPPED)
+def test_policy_config_files_match_the_plan(env):
+    spec = load(env)
+    written = json.loads((ROOT / "policies" / "config" / f"{env}.json").read_text())
+    assert written == json.loads(json.dumps(policy_pack_config(policy_config(spec, plan(spec)))))
+
+
+# Broken environment files: the families an environment file can break (the others are refused by
+# validation first, e.g. relaxed durability or a burstable class in production, a missing owner tag).
+BROKEN = [
+    ("rds", "prod", "database:\n  multi_az: false\n  deletion_protection: false\n", {"rds-multi-az", "rds-deletion-protection"}),
+    ("placement", "staging", "placement:\n  tracking_vpc: new\n  new_vpc: {cidr: 10.70.0.0/20, availability_zones: [us-east-1c, us-east-1d]}\n",
+     {"placement-training-zones"}),
+]
+
+
+@pytest.mark.parametrize("family,base,extra,expected", BROKEN, ids=[b[0] for b in BROKEN])
+def test_broken_environment_fails_policy_check(stack_dir, capsys, family, base, extra, expected):
+    for name in ("base.yaml", f"{base}.yaml"):
+        (stack_dir.dir / name).write_text((ROOT / "stacks" / name).read_text())
+    path = stack_dir("broken.yaml", f"extends: {base}\n" + extra)
+    code = main(["--stacks-dir", str(stack_dir.dir), "policy", "check", str(path)])
+    out = capsys.readouterr().out
+    assert code == 1
+    for rule_name in expected:
+        assert rule_name in out, out
+
+
+def test_crossguard_adapters_report_through_pulumi_policy_args(prod):
+    from infra.policy.pack import _resource_validation, _stack_validation, policies
+
+    resources, config = prod
+    built = {p.name: p for p in policies()}
+    assert set(built) == set(BY_NAME)
+    assert built["lb-access-logs"].enforcement_level.value == "advisory"
+    assert built["rds-multi-az"].enforcement_level.value == "mandatory"
+
+    primary = find(resources, R.RDS_INSTANCE, "-primary")
+    reports = []
+    args = ResourceValidationArgs(R.RDS_INSTANCE, {**primary.props, "publiclyAccessible": True}, "urn:x", primary.name,
+                                  PolicyResourceOptions(False, [], False, [], None, []), None,
+                                  config=policy_config(load("prod"), plan(load("prod"))))
+    _resource_validation(BY_NAME["rds-not-public"])(args, lambda message, urn=None: reports.append(message))
+    assert reports == ["publicly_accessible is true. Fix: nothing to set: the component keeps the database private"]
+
+    reports.clear()
+    options = PolicyResourceOptions(False, [], False, [], None, [])
+    stack = [PolicyResource(r.type, r.props, f"urn:{r.name}", r.name, options, None, None, [], {})
+             for r in edit(resources, R.PARAMETER_GROUP, "-primary", lambda p: set_params(p, max_connections="100"))]
+    sargs = StackValidationArgs(stack, config=policy_config(load("prod"), plan(load("prod"))))
+    _stack_validation(BY_NAME["connection-budget"])(sargs, lambda message, urn=None: reports.append((message, urn)))
+    assert len(reports) == 1 and reports[0][1] == "urn:mlflow-prod-db-primary"
+
+
+def test_policies_main_constructs_the_pack(monkeypatch):
+    import pulumi_policy
+
+    built = {}
+    monkeypatch.setattr(pulumi_policy, "PolicyPack", lambda name, policies, **kw: built.update(name=name, policies=policies))
+    runpy.run_path(str(ROOT / "policies" / "__main__.py"), run_name="__main__")
+    assert built["name"] == "mlflow-tracking" and len(built["policies"]) == len(RULES)
