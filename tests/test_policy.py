@@ -222,3 +222,48 @@ def test_policies_main_constructs_the_pack(monkeypatch):
     monkeypatch.setattr(pulumi_policy, "PolicyPack", lambda name, policies, **kw: built.update(name=name, policies=policies))
     runpy.run_path(str(ROOT / "policies" / "__main__.py"), run_name="__main__")
     assert built["name"] == "mlflow-tracking" and len(built["policies"]) == len(RULES)
+
+
+def preview_document(resources: list[Res], stack: str) -> dict:
+    """Resources shaped as `pulumi preview --json` reports them (steps[].newState)."""
+    return {"steps": [{"op": "create", "urn": f"urn:pulumi:{stack}::mlflow-tracking::{r.type}::{r.name}",
+                       "newState": {"type": r.type, "custom": True, "inputs": r.props,
+                                    "urn": f"urn:pulumi:{stack}::mlflow-tracking::{r.type}::{r.name}"}}
+                      for r in resources]}
+
+
+# One broken stack per rule family the environment file cannot express (validation refuses those
+# first), checked through `mlflow-infra policy check prod --stack-json` like a CI preview would be.
+FAMILY_CASES = ["pg-never-unsafe", "connection-budget", "no-plain-credentials", "lb-internet-facing",
+                "sg-no-open-database-or-servers", "s3-closed-encrypted-versioned", "tags-environment-owner", "rds-storage-type"]
+
+
+def test_family_cases_cover_every_family():
+    families = {BY_NAME[n].family for n in FAMILY_CASES} | {f for f, *_ in BROKEN}
+    assert families == {r.family for r in RULES}
+
+
+@pytest.mark.parametrize("name", FAMILY_CASES)
+def test_broken_stack_document_fails_policy_check(prod, tmp_path, capsys, name):
+    resources, _ = prod
+    typ, suffix, mutate, fragment, _ = CASES[name]
+    path = tmp_path / "preview.json"
+    path.write_text(json.dumps(preview_document(edit(resources, typ, suffix, mutate), "prod")))
+    assert main(["policy", "check", "prod", "--stack-json", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert name in out and BY_NAME[name].family  # the table names the rule
+
+
+def test_clean_stack_document_passes(prod, tmp_path, capsys):
+    resources, _ = prod
+    path = tmp_path / "preview.json"
+    path.write_text(json.dumps(preview_document(resources, "prod")))
+    assert main(["policy", "check", "prod", "--stack-json", str(path)]) == 0
+
+
+def test_unreadable_stack_document_is_one_line(tmp_path, capsys):
+    path = tmp_path / "x.json"
+    path.write_text('{"resources": []}')
+    assert main(["policy", "check", "prod", "--stack-json", str(path)]) == 2
+    assert capsys.readouterr().err.strip() == (f"{path}: has neither steps (pulumi preview --json) nor"
+                                               " deployment.resources (pulumi stack export)")

@@ -49,9 +49,33 @@ def stack_resources(spec: EnvironmentSpec) -> list[Res]:
     return [Res(r.typ, r.name, dict(r.inputs)) for r in mocks.resources if r.custom]
 
 
-def check(spec: EnvironmentSpec) -> list[Violation]:
+def check(spec: EnvironmentSpec, resources: list[Res] | None = None) -> list[Violation]:
+    """Every rule over the stack the environment renders to, or over `resources` read from a
+    `pulumi preview --json` / `pulumi stack export` document of that environment."""
     capacity = make_plan(spec)
-    return evaluate(stack_resources(spec), PolicyConfig.from_dict(policy_config(spec, capacity)))
+    return evaluate(stack_resources(spec) if resources is None else resources,
+                    PolicyConfig.from_dict(policy_config(spec, capacity)))
+
+
+class DocumentError(ValueError):
+    """A stack document that is neither `pulumi preview --json` nor `pulumi stack export` output."""
+
+
+def resources_from_document(path: Path) -> list[Res]:
+    """Resources of a `pulumi preview --json` (steps[].newState) or `pulumi stack export`
+    (deployment.resources[]) document: the stack as Pulumi would build it, checked offline."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DocumentError(f"{path}: cannot be read as JSON ({exc.__class__.__name__}); expected pulumi preview --json or pulumi stack export output") from None
+    if isinstance(data, dict) and isinstance(data.get("steps"), list):
+        states = [step.get("newState") for step in data["steps"] if step.get("newState")]
+    elif isinstance(data, dict) and isinstance(data.get("deployment"), dict):
+        states = data["deployment"].get("resources") or []
+    else:
+        raise DocumentError(f"{path}: has neither steps (pulumi preview --json) nor deployment.resources (pulumi stack export)")
+    return [Res(state["type"], state["urn"].rsplit("::", 1)[-1], dict(state.get("inputs") or {}), state["urn"])
+            for state in states if state.get("custom", True) and "urn" in state and "type" in state]
 
 
 def report(spec: EnvironmentSpec, violations: list[Violation], console: Console) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 EXIT_VIOLATION = 1
@@ -14,6 +15,8 @@ def register(subparsers) -> None:
     sub = policy.add_subparsers(dest="policy_command", required=True)
     p_check = sub.add_parser("check", help="render the stack under Pulumi's mocks and run every rule; exit 1 on a mandatory violation")
     p_check.add_argument("environment", help="an environment name or file")
+    p_check.add_argument("--stack-json", metavar="FILE",
+                         help="check this `pulumi preview --json` or `pulumi stack export` document instead of rendering the stack")
     p_check.set_defaults(func=cmd_check)
     p_config = sub.add_parser("config", help="print (or --write to policies/config/) the policy pack config of an environment")
     p_config.add_argument("environment")
@@ -24,10 +27,15 @@ def register(subparsers) -> None:
 def cmd_check(args: argparse.Namespace) -> int:
     from ..cli import _console
     from ..spec import load_environment
-    from .check import check, report
+    from .check import DocumentError, check, report, resources_from_document
 
     spec = load_environment(args.environment, Path(args.stacks_dir))
-    return report(spec, check(spec), _console())
+    try:
+        resources = resources_from_document(Path(args.stack_json)) if args.stack_json else None
+    except DocumentError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return report(spec, check(spec, resources), _console())
 
 
 def cmd_config(args: argparse.Namespace) -> int:

@@ -493,12 +493,19 @@ def s3_closed_encrypted_versioned(resources: list[Res], c: PolicyConfig) -> list
     found = []
     for bucket in of_type(resources, BUCKET):
         keys = {bucket.get("id", ""), bucket.get("bucket", ""), f"{bucket.name}-id"} - {""}
-        block = next((blocks[k] for k in keys if k in blocks), None)
+        # during a preview the bucket id is unknown: settings named after the same component match
+        prefix = bucket.name.removesuffix("-bucket") + "-"
+
+        def setting(by_bucket: dict[str, Res], typ: str) -> Res | None:
+            return next((by_bucket[k] for k in keys if k in by_bucket), None) or next(
+                (r for r in of_type(resources, typ) if r.name.startswith(prefix) and str(r.get("bucket", "")) not in by_bucket.keys() - keys), None)
+
+        block = setting(blocks, PUBLIC_ACCESS_BLOCK)
         if block is None or not all(block.get(x) is True for x in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")):
             found.append((bucket, "public access not fully blocked"))
-        if not any(k in encryption for k in keys):
+        if setting(encryption, BUCKET_ENCRYPTION) is None:
             found.append((bucket, "no server-side encryption configuration"))
-        v = next((versioning[k] for k in keys if k in versioning), None)
+        v = setting(versioning, BUCKET_VERSIONING)
         if v is None or (v.get("versioningConfiguration") or {}).get("status") != "Enabled":
             found.append((bucket, "versioning not enabled"))
     return found
@@ -523,9 +530,12 @@ def placement_training_zones(resources: list[Res], c: PolicyConfig) -> list[tupl
         for sid in subnets:
             if sid in c.training_subnet_ids:
                 continue
-            zone = zone_of.get(sid)
-            if zone is None or zone not in allowed:
-                bad.append(f"{sid} ({zone or 'unknown zone'})")
+            if sid in zone_of:
+                if zone_of[sid] not in allowed:
+                    bad.append(f"{sid} ({zone_of[sid]})")
+            elif str(sid).startswith("subnet-"):
+                bad.append(f"{sid} (not a training subnet)")  # an existing subnet the stack did not create
+            # anything else is unknown until apply (a subnet created in this update): judged by its zone above
         return bad
 
     found = []
