@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import catalogue
 from .errors import SpecError, SpecInvalid, show_value
+from .guards import burstable_class, synchronous_commit_off_allowed
 from .layering import Layered, load_layered
 
 STACKS_DIR = Path("stacks")
@@ -398,11 +399,11 @@ def _check(spec: EnvironmentSpec, layered: Layered) -> list[SpecError]:
             close = difflib.get_close_matches(db.instance_class, names, n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
             bad(("database", "instance_class"), f"{show_value(db.instance_class)} is not allowed; {hint}expected a class from the catalogue (mlflow-infra classes lists them), such as db.r7g.large")
-        elif spec.production and catalogue.instance_class(db.instance_class).burstable:
+        elif spec.production and burstable_class(db.instance_class):
             bad(("database", "instance_class"), f"{show_value(db.instance_class)} is not allowed for tier production; expected a general purpose or memory optimised class (burstable classes throttle under sustained logging load)")
     if db.storage_gib is not None and db.max_storage_gib is not None and db.max_storage_gib < db.storage_gib:
         bad(("database", "max_storage_gib"), f"{db.max_storage_gib} is not allowed; expected at least database.storage_gib ({db.storage_gib})")
-    if db.durability == "relaxed" and spec.production:
+    if db.durability == "relaxed" and not synchronous_commit_off_allowed(spec.production, db.durability):
         bad(("database", "durability"), "'relaxed' is not allowed for tier production; expected 'strict' (relaxed turns synchronous_commit off and can lose the last acknowledged writes on a crash)")
 
     _check_placement(spec, bad)

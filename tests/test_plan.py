@@ -116,7 +116,7 @@ def test_layering_merges_mappings_and_replaces_lists(stack_dir):
     assert layered.file_for(("database", "rds_proxy")) == str(stack_dir.dir / "base.yaml")
 
 
-PLANNING_MODULES = ["spec", "layering", "errors", "catalogue", "demand", "sizing", "connections", "parameters",
+PLANNING_MODULES = ["spec", "layering", "errors", "guards", "catalogue", "demand", "sizing", "connections", "parameters",
                     "server", "indexes", "cost", "plan"]
 
 

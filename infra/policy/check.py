@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..plan import CapacityPlan, plan as make_plan
+from ..server import MIN_NOFILE
 from ..spec import EnvironmentSpec
 from .rules import RULES, PolicyConfig, Res, Violation, evaluate
 
@@ -29,7 +30,7 @@ def policy_config(spec: EnvironmentSpec, capacity: CapacityPlan) -> dict[str, An
         "durability": spec.database.durability,
         "min_backup_retention_days": 1,
         "min_backup_retention_days_production": 7,
-        "min_nofile": 65_536,
+        "min_nofile": MIN_NOFILE,
         "connection_reserve": capacity.connection_budget.reserve,
         "training_availability_zones": list(capacity.placement.training_availability_zones),
         "training_subnet_ids": [s.id for s in training.subnets] if training and spec.placement.tracking_vpc == "training" else [],

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from ..connections import engines_per_worker
+from ..guards import burstable_class, synchronous_commit_off_allowed
+from ..server import MIN_NOFILE
 
 RDS_INSTANCE = "aws:rds/instance:Instance"
 PARAMETER_GROUP = "aws:rds/parameterGroup:ParameterGroup"
@@ -61,7 +63,7 @@ class PolicyConfig:
     durability: str = "strict"
     min_backup_retention_days: int = 1
     min_backup_retention_days_production: int = 7
-    min_nofile: int = 65_536
+    min_nofile: int = MIN_NOFILE
     connection_reserve: int = 15
     training_availability_zones: tuple[str, ...] = ()
     training_subnet_ids: tuple[str, ...] = ()
@@ -238,7 +240,7 @@ def rds_custom_parameter_group(r: Res, c: PolicyConfig) -> list[str]:
       "database.instance_class: a db.m* or db.r* class, or unset to let the plan choose", [RDS_INSTANCE], production_only=True)
 def rds_no_burstable_production(r: Res, c: PolicyConfig) -> list[str]:
     cls = str(r.get("instanceClass") or "")
-    return [f"instance_class {cls}"] if cls.startswith("db.t") else []
+    return [f"instance_class {cls}"] if burstable_class(cls) else []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,9 +267,9 @@ def pg_synchronous_commit(r: Res, c: PolicyConfig) -> list[str]:
     value = parameters(r).get("synchronous_commit")
     if value is None or value in ("on", "remote_write", "remote_apply", "local", "1"):
         return []
-    if c.production:
-        return [f"synchronous_commit {value} in production"]
-    return [] if c.durability == "relaxed" else [f"synchronous_commit {value} with durability strict"]
+    if synchronous_commit_off_allowed(c.production, c.durability):
+        return []
+    return [f"synchronous_commit {value} in production" if c.production else f"synchronous_commit {value} with durability {c.durability}"]
 
 
 @rule("pg-force-ssl", "parameter-groups", "rds.force_ssl = 1", "credentials and run data never cross the network in clear text",
