@@ -15,7 +15,8 @@ def alarm_count(replicas: int) -> int:
 
 
 SECRETS = 1             # the RDS-managed master user secret
-INTERFACE_ENDPOINTS = 4  # ecr.api, ecr.dkr, logs, secretsmanager (when there is no NAT)
+# What tasks in private subnets reach without NAT: image pulls, logs, the database secret.
+INTERFACE_ENDPOINT_SERVICES = ("ecr.api", "ecr.dkr", "logs", "secretsmanager")
 LOAD_BALANCERS = 2      # API (internal) and UI
 
 
@@ -85,8 +86,9 @@ def estimate(*, region: str, db: DatabaseClass, multi_az: bool, replicas: int, s
     if creates_vpc and nat_gateway:
         lines.append(CostLine("NAT gateways", p["nat_gateway_hour"] * hours * availability_zones, f"one per zone x{availability_zones}"))
     elif not nat_gateway:
-        lines.append(CostLine("VPC interface endpoints", INTERFACE_ENDPOINTS * availability_zones * p["interface_endpoint_az_hour"] * hours,
-                              f"{INTERFACE_ENDPOINTS} endpoints x {availability_zones} zones (no NAT)"))
+        endpoints = len(INTERFACE_ENDPOINT_SERVICES)
+        lines.append(CostLine("VPC interface endpoints", endpoints * availability_zones * p["interface_endpoint_az_hour"] * hours,
+                              f"{endpoints} endpoints x {availability_zones} zones (no NAT)"))
     lines.append(CostLine("monitoring and secrets",
                           alarm_count(replicas) * p["cloudwatch_alarm_month"] + p["cloudwatch_dashboard_month"]
                           + SECRETS * p["secrets_manager_secret_month"],

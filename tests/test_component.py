@@ -321,6 +321,8 @@ def test_new_vpc_is_peered_with_the_training_vpc_both_ways():
     assert {r["destinationCidrBlock"] for r in routes} == {"10.20.0.0/16", "10.70.0.0/20"}
     assert any(r["routeTableId"] == "rtb-0a1b2c3d4e5f60733" for r in routes)
     assert len(mocks.of_type("aws:ec2/subnet:Subnet")) == 2  # private only: no NAT, internal load balancers
+    # training compute attaches the client group, so it lives in the training VPC
+    assert inputs(mocks, "aws:ec2/securityGroup:SecurityGroup", "-clients")["vpcId"] == spec.placement.training_vpc.vpc_id
 
 
 def test_component_used_from_another_program(monkeypatch):

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
+from ..cost import INTERFACE_ENDPOINT_SERVICES
 from ..server import PORT
 
 DB_PORT = 5432
-INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "logs", "secretsmanager")
 
 
 @dataclass
@@ -102,8 +102,9 @@ class TrackingNetwork(pulumi.ComponentResource):
                                 vpc_endpoint_type="Gateway", route_table_ids=private_route_tables, tags=tags, opts=child)
 
         cidrs = [c for c in (vpc_cidr, args.training_cidr) if c]
+        # in the training VPC, so training compute can carry it even when the platform is peered
         self.client_sg = aws.ec2.SecurityGroup(
-            f"{name}-clients", vpc_id=vpc_id, description="Attach to training compute: may call the MLflow API",
+            f"{name}-clients", vpc_id=args.training_vpc_id or vpc_id, description="Attach to training compute: may call the MLflow API",
             egress=[{"protocol": "tcp", "from_port": 80, "to_port": 80, "cidr_blocks": sorted(set(cidrs)),
                      "description": "MLflow API load balancer"}],
             tags={**tags, "Name": f"{name}-clients"}, opts=child)
@@ -148,7 +149,7 @@ class TrackingNetwork(pulumi.ComponentResource):
                 f"{name}-endpoints", vpc_id=vpc_id, description="Interface endpoints for ECR, logs, Secrets Manager",
                 ingress=[{"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": [vpc_cidr], "description": "VPC"}],
                 tags={**tags, "Name": f"{name}-endpoints"}, opts=child)
-            for service in INTERFACE_ENDPOINTS:
+            for service in INTERFACE_ENDPOINT_SERVICES:
                 aws.ec2.VpcEndpoint(f"{name}-{service.replace('.', '-')}", vpc_id=vpc_id,
                                     service_name=f"com.amazonaws.{args.region}.{service}", vpc_endpoint_type="Interface",
                                     private_dns_enabled=True, subnet_ids=private_ids, security_group_ids=[endpoint_sg.id],
