@@ -18,6 +18,7 @@ from rich.table import Table
 
 from . import catalogue
 from .errors import SpecInvalid
+from .local import cli as local_cli
 from .plan import CapacityPlan, plan
 from .spec import STACKS_DIR, environment_files, load_environment
 
@@ -206,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .policy.cli import register as register_policy
 
     register_policy(sub)
+    local_cli.register(sub)
     return parser
 
 

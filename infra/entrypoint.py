@@ -10,7 +10,8 @@ Environment:
   DB_HOST, DB_PORT (5432), DB_NAME (mlflow), DB_SSLMODE (require)   the primary database
   DB_USERNAME, DB_PASSWORD   credentials; when either is absent, read from DB_SECRET_ARN
   DB_SECRET_ARN              a Secrets Manager secret with JSON username and password (RDS-managed)
-  DB_REPLICA_HOST            when set, the UI's read replica (same port, name and credentials)
+  DB_REPLICA_HOST            when set, the UI's read replica (same name and credentials)
+  DB_REPLICA_PORT            the replica's port (default: DB_PORT; the local topology gives each server its own)
   MLFLOW_ARTIFACTS_DESTINATION   fills {artifacts_destination}
   MLFLOW_LOAD_BALANCER_HOST      fills {load_balancer_host} as HOST and HOST:* (MLflow's host check compares the
                                  whole Host header, port included); when empty, that --allowed-hosts entry is dropped
@@ -73,10 +74,11 @@ def _required(env: Mapping[str, str], name: str) -> str:
     return value
 
 
-def _port(env: Mapping[str, str]) -> int:
-    text = _value(env, "DB_PORT")
+def _port(env: Mapping[str, str], name: str = "DB_PORT") -> int:
+    # an unset DB_REPLICA_PORT means the replica listens where the primary does, as on RDS
+    text = _value(env, name) or _value(env, "DB_PORT")
     if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise EntrypointError(f"DB_PORT {text!r} is not allowed; expected an integer from 1 to 65535")
+        raise EntrypointError(f"{name} {text!r} is not allowed; expected an integer from 1 to 65535")
     return int(text)
 
 
@@ -101,7 +103,7 @@ def compose_uris(env: Mapping[str, str]) -> dict[str, str]:
     uris = {PRIMARY_URI_ENV: database_uri(user, password, host, port, name, sslmode)}
     replica = _value(env, "DB_REPLICA_HOST")
     if replica:
-        uris[REPLICA_URI_ENV] = database_uri(user, password, replica, port, name, sslmode)
+        uris[REPLICA_URI_ENV] = database_uri(user, password, replica, _port(env, "DB_REPLICA_PORT"), name, sslmode)
     return uris
 
 

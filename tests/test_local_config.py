@@ -1,0 +1,166 @@
+"""The local topology's pure parts: ports, settings, server command and environment; and the CLI's
+refusals of bad input, which must come before anything starts."""
+
+from __future__ import annotations
+
+import resource
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from conftest import ROOT
+from infra import load_environment, plan
+from infra.cli import main
+from infra.entrypoint import compose_uris
+from infra.local import LocalTopology, LocalTopologyError
+from infra.local.processes import nofile_soft_limit
+from infra.local.topology import (
+    HBA,
+    base_environment,
+    check_ports,
+    component_ports,
+    database_env,
+    local_command,
+    node_memory_bytes,
+    node_settings,
+    replication_settings,
+    server_environment,
+)
+from infra.parameters import Parameter
+from infra.server import PRIMARY_URI_ENV, REPLICA_URI_ENV
+
+GIB = 1024**3
+
+
+@pytest.fixture(scope="module")
+def local_plan():
+    return plan(load_environment(ROOT / "stacks" / "local.yaml"))
+
+
+def test_the_local_environment_plans_one_replica_for_the_ui(local_plan):
+    assert local_plan.tier == "development"
+    assert local_plan.database.replicas.count == 1
+    assert REPLICA_URI_ENV in local_plan.tracking.ui_server.uri_environment
+
+
+def test_ports_are_the_base_then_one_per_replica_then_the_servers():
+    assert component_ports(2, 15432, 5080, 5081) == {"primary": 15432, "replica-1": 15433, "replica-2": 15434,
+                                                     "api": 5080, "ui": 5081}
+
+
+@pytest.mark.parametrize("ports, message", [
+    ({"primary": 15432, "replica-1": 15433, "api": 15433, "ui": 5081},
+     "port 15433 is given to both replica-1 and api; give each its own port (replicas use --base-port + 1, + 2, ...)"),
+    ({"primary": 65535, "replica-1": 65536, "api": 5080, "ui": 5081},
+     "port 65536 for replica-1 is not allowed; expected an integer from 1 to 65535 (replicas use --base-port + 1, + 2, ...)"),
+])
+def test_bad_ports_are_one_line_errors(ports, message):
+    with pytest.raises(LocalTopologyError) as err:
+        check_ports(ports)
+    assert str(err.value) == message and err.value.code == 2
+
+
+def test_a_quarter_of_the_machine_is_shared_by_the_databases():
+    assert node_memory_bytes(32 * GIB, 2) == 4 * GIB
+    assert node_memory_bytes(32 * GIB, 1) == 8 * GIB
+
+
+def test_node_settings_are_the_plans_plus_replication(local_plan):
+    params = list(local_plan.database.primary_parameters)
+    settings, skipped, adapted = node_settings(params, replicas=1, lz4=False)
+    planned = {p.name: p.value for p in params if not p.rds_only}
+    assert {k: v for k, v in settings.items() if k in planned} == {**planned, "wal_compression": "pglz"}
+    assert set(settings) - set(planned) == {"wal_level", "max_wal_senders", "max_replication_slots", "hot_standby"}
+    assert skipped == ["rds.force_ssl"] and adapted == ["wal_compression lz4 -> pglz (this PostgreSQL build has no lz4)"]
+
+
+def test_replication_settings_leave_room_for_every_replica_and_a_clone():
+    assert replication_settings(1)["max_wal_senders"] == "10"  # PostgreSQL's default
+    assert int(replication_settings(12)["max_wal_senders"]) >= 12 + 2
+    assert int(replication_settings(12)["max_replication_slots"]) >= 12
+
+
+def test_a_plan_setting_replication_itself_is_refused():
+    clash = Parameter("wal_level", "logical", "", "immediate", "test")
+    with pytest.raises(ValueError, match="wal_level"):
+        node_settings([clash], replicas=1, lz4=True)
+
+
+def test_hba_trusts_only_the_superuser_from_this_machine():
+    rules = [line.split() for line in HBA.splitlines() if line and not line.startswith("#")]
+    assert all(rule[2] == "postgres" and rule[-1] == "trust" for rule in rules)
+    assert all(rule[0] == "local" or rule[3] == "127.0.0.1/32" for rule in rules)
+    assert ["host", "replication", "postgres", "127.0.0.1/32", "trust"] in rules
+
+
+def test_the_planned_command_runs_on_127_0_0_1_and_the_local_port(local_plan):
+    planned = local_plan.tracking.api_server.command
+    command = local_command(planned, 5080, Path("/r/prometheus/api"))
+    at = {flag: command[command.index(flag) + 1] for flag in ("--host", "--port", "--expose-prometheus", "--workers")}
+    assert at == {"--host": "127.0.0.1", "--port": "5080", "--expose-prometheus": "/r/prometheus/api",
+                  "--workers": planned[planned.index("--workers") + 1]}
+    assert len(command) == len(planned) and "0.0.0.0" not in command
+    with pytest.raises(ValueError, match="--host"):
+        local_command(["mlflow", "server", "--port", "5000"], 5080, Path("/r"))
+
+
+def test_the_ui_reads_the_replica_on_its_own_port_through_the_entrypoint(local_plan):
+    settings = local_plan.tracking.ui_server
+    env = server_environment(settings, {"PATH": "/bin"}, database_env(15432, 15433), Path("/r/artifacts"), Path("/r/prom"))
+    uris = compose_uris(env)  # what the entrypoint hands `mlflow server`
+    assert (make_url(uris[PRIMARY_URI_ENV]).port, make_url(uris[REPLICA_URI_ENV]).port) == (15432, 15433)
+    assert make_url(uris[PRIMARY_URI_ENV]).query == {"sslmode": "disable"}
+    assert env["PROMETHEUS_MULTIPROC_DIR"] == "/r/prom" and env["MLFLOW_LOAD_BALANCER_HOST"] == "127.0.0.1"
+    assert env["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"] == settings.environment["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"]
+    assert list(compose_uris(database_env(15432, None))) == [PRIMARY_URI_ENV], "the API writes to the primary only"
+
+
+def test_the_callers_store_uris_never_reach_the_servers():
+    env = base_environment({"PATH": "/usr/bin", "HOME": "/h", PRIMARY_URI_ENV: "sqlite:///x", REPLICA_URI_ENV: "sqlite:///y"},
+                           Path("/venv/bin"))
+    assert env == {"PATH": "/venv/bin:/usr/bin", "HOME": "/h"}
+
+
+def test_the_open_files_limit_is_the_plans_unless_the_hard_limit_is_lower():
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    assert nofile_soft_limit(64) == 64
+    assert nofile_soft_limit(10**9) == (10**9 if hard == resource.RLIM_INFINITY else hard)
+
+
+# ---------------------------------------------------------------------------------------------
+# the CLI: bad input is one line and exit 2, before anything starts
+
+@pytest.mark.parametrize("args, message", [
+    (["nope"], "stacks/nope.yaml: file not found"),
+    (["--api-port", "15433"], "port 15433 is given to both replica-1 and api; give each its own port"
+                              " (replicas use --base-port + 1, + 2, ...)"),
+    (["--base-port", "65535"], "port 65536 for replica-1 is not allowed; expected an integer from 1 to 65535"
+                               " (replicas use --base-port + 1, + 2, ...)"),
+])
+def test_local_up_refuses_bad_input_in_one_line(tmp_path, capsys, args, message):
+    root = tmp_path / "root"
+    assert main(["local", "up", *args, "--root", str(root)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [message]
+    assert not root.exists(), "nothing was created"
+
+
+def test_status_and_down_without_a_topology(tmp_path, capsys):
+    root = tmp_path / "none"
+    assert main(["local", "status", "--root", str(root)]) == 3
+    assert main(["local", "down", "--root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert f"no local topology under {root}; start one with: mlflow-infra local up" in out
+    assert "nothing to stop" in out
+
+
+def test_purge_refuses_a_directory_that_is_not_a_topology(tmp_path, capsys):
+    (tmp_path / "precious.txt").write_text("keep me")
+    assert main(["local", "down", "--purge", "--root", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == f"{tmp_path} has no state.json, so it is not a local topology; not removing it"
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_a_topology_without_an_environment_cannot_come_up(tmp_path):
+    with pytest.raises(LocalTopologyError, match="build it with LocalTopology.from_environment"):
+        LocalTopology.at(tmp_path).up()
