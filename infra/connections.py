@@ -25,11 +25,18 @@ def replication_reserve(replicas: int) -> int:
 
 
 # SQLAlchemy's defaults (pool 5, overflow 10) give 15 connections per engine, 30 per worker
-# process, which is what exhausts max_connections in the reference text. An MLflow request holds one connection for
-# a few ms; at the planned per-worker rate (< 100 req/s) Little's law gives < 1 in use on average,
-# so a pool of 2 with 3 overflow absorbs bursts while bounding the fleet.
+# process, which is what exhausts max_connections in the reference text. A request holds its
+# connection for a few ms, so 2 pooled connections serve the steady rate; the overflow covers a
+# burst where every client calls at once: each waiting request must get a connection within
+# SQLAlchemy's 30 s pool timeout (MLflow exposes no setting for it) or it fails. Measured: with
+# 32 clients on 4 workers and an overflow of 3, `mlflow-infra bench` saw read timeouts.
 POOL_SIZE = {"api": 2, "ui": 2}
-MAX_OVERFLOW = {"api": 3, "ui": 2}
+MIN_OVERFLOW = {"api": 3, "ui": 2}
+# Beyond these per engine, RDS Proxy is the better answer than more connections. The UI's clients
+# are people: their pages do not all land in the same second the way a sweep's log calls do.
+MAX_OVERFLOW_CAP = {"api": 20, "ui": 5}
+
+
 # Each MLflow server worker process keeps one SQLAlchemy engine (its own pool) per store on the
 # same database: tracking and model registry (mlflow/store/*/sqlalchemy_store.py, MLflow 3.17),
 # plus the basic-auth store when auth is on. With a read replica, the same stores keep a second
@@ -59,8 +66,10 @@ class Pool:
         return self.pool_size + self.max_overflow
 
 
-def pool_for(role: str) -> Pool:
-    return Pool(POOL_SIZE[role], MAX_OVERFLOW[role], POOL_RECYCLE_S)
+def pool_for(role: str, clients: int = 0, workers: int = 1) -> Pool:
+    """Pool and overflow per engine: the burst share of `clients` calling at once over `workers`."""
+    burst = math.ceil(clients / max(1, workers)) - POOL_SIZE[role]
+    return Pool(POOL_SIZE[role], min(MAX_OVERFLOW_CAP[role], max(MIN_OVERFLOW[role], burst)), POOL_RECYCLE_S)
 
 
 def memory_ceiling(memory_bytes: int) -> int:
@@ -88,8 +97,11 @@ class ConnectionBudget:
 
 def plan_connection_budget(*, api_max: int, api_workers: int, ui_max: int, ui_workers: int,
                            replicas: int, memory_bytes: int, proxy_mode: str, auth: str = "none",
+                           api_clients: int = 0, api_min: int = 1, ui_clients: int = 0, ui_min: int = 1,
                            source_file: str = "", instance_class: str = "") -> ConnectionBudget:
-    api_pool, ui_pool = pool_for("api"), pool_for("ui")
+    # the burst lands on the servers that are already running: the minimum fleet
+    api_pool = pool_for("api", api_clients, api_min * api_workers)
+    ui_pool = pool_for("ui", ui_clients, ui_min * ui_workers)
     engines = engines_per_worker(auth)
     api = api_max * api_workers * engines * api_pool.per_worker
     ui_all = ui_max * ui_workers * engines * ui_pool.per_worker

@@ -166,7 +166,10 @@ def plan(spec: EnvironmentSpec, k: Coefficients | None = None) -> CapacityPlan:
     cls = catalogue.instance_class(instance.instance_class)
     budget = plan_connection_budget(api_max=api.max_count, api_workers=api.workers, ui_max=ui.max_count,
                                     ui_workers=ui.workers, replicas=replicas.count, memory_bytes=cls.memory_bytes,
-                                    proxy_mode=db_spec.rds_proxy, auth=spec.tracking.auth, source_file=spec.source_file,
+                                    proxy_mode=db_spec.rds_proxy, auth=spec.tracking.auth,
+                                    api_clients=spec.workload.concurrent_training_jobs, api_min=api.min_count,
+                                    ui_clients=spec.workload.concurrent_ui_users, ui_min=ui.min_count,
+                                    source_file=spec.source_file,
                                     instance_class=cls.name)
 
     inputs = ParameterInputs(

@@ -167,6 +167,20 @@ def test_connection_budget(api_max, ui_max, replicas, memory_gib, mode, proxy, m
         assert b.fleet_connections + b.reserve <= b.max_connections
 
 
+@pytest.mark.parametrize("role,clients,workers,overflow", [
+    ("api", 0, 4, 3),        # no burst known: the minimum
+    ("api", 32, 4, 6),       # 8 clients per worker: 2 pooled + 6 overflow
+    ("api", 300, 8, 20),     # capped: past this, RDS Proxy
+    ("ui", 40, 4, 5),        # people, not a sweep: a lower cap
+    ("ui", 3, 2, 2),
+])
+def test_overflow_covers_a_burst_of_every_client(role, clients, workers, overflow):
+    from infra.connections import pool_for
+
+    pool = pool_for(role, clients, workers)
+    assert (pool.pool_size, pool.max_overflow) == (2, overflow)
+
+
 def test_basic_auth_adds_an_engine_per_worker():
     b = plan_connection_budget(api_max=2, api_workers=4, ui_max=2, ui_workers=2, replicas=1,
                                memory_bytes=32 * 1024**3, proxy_mode="auto", auth="basic")
