@@ -207,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .policy.cli import register as register_policy
 
     register_policy(sub)
+    from .bench.cli import register as register_bench
+
+    register_bench(sub)
     local_cli.register(sub)
     return parser
 

@@ -26,15 +26,17 @@ def replication_reserve(replicas: int) -> int:
 
 # SQLAlchemy's defaults (pool 5, overflow 10) give 15 connections per engine, 30 per worker
 # process, which is what exhausts max_connections in the reference text. A request holds its
-# connection for a few ms, so 2 pooled connections serve the steady rate; the overflow covers a
-# burst where every client calls at once: each waiting request must get a connection within
-# SQLAlchemy's 30 s pool timeout (MLflow exposes no setting for it) or it fails. Measured: with
-# 32 clients on 4 workers and an overflow of 3, `mlflow-infra bench` saw read timeouts.
+# connection for a few ms, so 2 pooled connections serve the steady rate. The overflow covers a
+# burst where every client calls at once, and MLflow's log_batch holds one connection while it
+# takes a second (sqlalchemy_store.log_batch): with fewer than two per concurrent request the
+# pool stalls until SQLAlchemy's 30 s timeout (MLflow exposes no setting for it). Measured with
+# `mlflow-infra bench`: 32 clients on 4 workers with 2 + 3 per engine timed out.
 POOL_SIZE = {"api": 2, "ui": 2}
 MIN_OVERFLOW = {"api": 3, "ui": 2}
-# Beyond these per engine, RDS Proxy is the better answer than more connections. The UI's clients
-# are people: their pages do not all land in the same second the way a sweep's log calls do.
-MAX_OVERFLOW_CAP = {"api": 20, "ui": 5}
+CONNECTIONS_PER_REQUEST = {"api": 2, "ui": 1}
+# A worker runs at most 40 requests at once (anyio's thread pool), so the API never needs more
+# than 2 x 40 per engine. The UI's clients are people, whose pages do not land in the same second.
+MAX_OVERFLOW_CAP = {"api": 2 * 40 - 2, "ui": 5}
 
 
 # Each MLflow server worker process keeps one SQLAlchemy engine (its own pool) per store on the
@@ -68,7 +70,7 @@ class Pool:
 
 def pool_for(role: str, clients: int = 0, workers: int = 1) -> Pool:
     """Pool and overflow per engine: the burst share of `clients` calling at once over `workers`."""
-    burst = math.ceil(clients / max(1, workers)) - POOL_SIZE[role]
+    burst = math.ceil(clients / max(1, workers)) * CONNECTIONS_PER_REQUEST[role] - POOL_SIZE[role]
     return Pool(POOL_SIZE[role], min(MAX_OVERFLOW_CAP[role], max(MIN_OVERFLOW[role], burst)), POOL_RECYCLE_S)
 
 

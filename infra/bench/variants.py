@@ -1,0 +1,111 @@
+"""The three setups the benchmark compares, each a context manager that yields a running Target and
+stops everything it started:
+
+  stock-sqlite    stock `mlflow server` on its default SQLite store (the baseline of every ratio)
+  stock-postgres  stock `mlflow server` on one untuned PostgreSQL (initdb defaults)
+  planned-local   the planned local topology (infra.local.topology.LocalTopology): tuned primary,
+                  streaming replica, API and UI servers; the UI reads from the replica
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+
+from ..localpg import LocalPostgres
+from ..migrate import libpq_uri
+from .procs import free_port, free_port_block, mlflow_server, wait_until_serving
+
+BASELINE = "stock-sqlite"
+LABELS = {
+    "stock-sqlite": "(a) stock mlflow server, SQLite",
+    "stock-postgres": "(b) stock mlflow server, untuned PostgreSQL",
+    "planned-local": "(c) planned local topology",
+}
+# the local topology numbers the PostgreSQL primary and replica from its base port
+TOPOLOGY_PORTS = 10
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    api_url: str
+    ui_url: str            # where UI reads go; the API URL for a single server
+    primary_uri: str | None  # libpq URI of the PostgreSQL primary; None for SQLite
+    replica_split: bool    # the UI URL reads from a replica
+
+    @property
+    def label(self) -> str:
+        return LABELS.get(self.name, self.name)
+
+    @property
+    def api_port(self) -> int:
+        return urlsplit(self.api_url).port
+
+    @property
+    def ui_port(self) -> int:
+        return urlsplit(self.ui_url).port
+
+
+def topology_available() -> bool:
+    try:
+        from ..local.topology import LocalTopology  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@contextmanager
+def stock_sqlite(root: Path, progress=print):
+    db = root / "sqlite" / "mlflow.db"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with mlflow_server(f"sqlite:///{db}", root / "sqlite") as url:
+        yield Target("stock-sqlite", url, url, None, False)
+
+
+@contextmanager
+def untuned_postgres(data_dir: Path, database: str = "mlflow"):
+    """A PostgreSQL with initdb's defaults and an empty database; yields its libpq URI."""
+    server = LocalPostgres(data_dir, free_port())
+    server.init()
+    try:
+        server.start()
+        with psycopg.connect(server.uri(), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {database}")
+        yield server.uri(database)
+    finally:
+        server.stop()
+
+
+@contextmanager
+def stock_postgres(root: Path, progress=print):
+    with untuned_postgres(root / "pg-stock" / "data") as uri:
+        # the stock server creates MLflow's tables itself on an empty database
+        with mlflow_server(uri, root / "pg-stock") as url:
+            yield Target("stock-postgres", url, url, uri, False)
+
+
+@contextmanager
+def planned_local(root: Path, progress=print):
+    """The local topology, up; torn down and purged on exit (interface of infra.local.topology)."""
+    from ..local.topology import LocalTopology
+
+    base = free_port_block(TOPOLOGY_PORTS)
+    api_port, ui_port = free_port(), free_port()
+    topo = LocalTopology.from_environment("local", root=root / "topology", base_port=base,
+                                          api_port=api_port, ui_port=ui_port)
+    try:
+        state = topo.up(progress=lambda line: progress(f"  {line}"))
+        wait_until_serving(state.api_url.rstrip("/"), None, None)
+        wait_until_serving(state.ui_url.rstrip("/"), None, None)
+        yield Target("planned-local", state.api_url.rstrip("/"), state.ui_url.rstrip("/"),
+                     libpq_uri(state.primary_uri), bool(state.replica_uris))
+    finally:
+        topo.down(purge=True)
+
+
+VARIANTS = {"stock-sqlite": stock_sqlite, "stock-postgres": stock_postgres, "planned-local": planned_local}
