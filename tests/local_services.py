@@ -4,7 +4,6 @@ password-protected role (as on RDS), and `mlflow-infra-entrypoint` run the way E
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -16,8 +15,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
 from psycopg import sql
 
+from infra.bench.procs import stop_group  # noqa: F401  (tests stop servers the way the benchmark does)
 from infra.localpg import LocalPostgres
 
 APP_USER = "mlflow_app"
@@ -127,30 +128,6 @@ def warm_up(port: int, log: Path, timeout_s: float = 20) -> None:
     pytest.fail(f"experiments/search still answers {status} after {timeout_s} s:\n{tail(log)}")
 
 
-def stop_group(process: subprocess.Popen, grace_s: float = 15) -> None:
-    """SIGTERM the whole process group (mlflow, uvicorn and its workers), SIGKILL what remains."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        process.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        pass
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:  # workers may outlive the parent by a moment
-        try:
-            os.killpg(process.pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    else:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    if process.poll() is None:
-        process.wait(timeout=5)
 
 
 @contextmanager
