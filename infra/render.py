@@ -47,6 +47,14 @@ def database_environment(rt: Runtime, role: str, ui_on_replica: bool) -> dict[st
     return env
 
 
+def server_environment(plan: CapacityPlan, role: str, rt: Runtime) -> dict[str, str]:
+    """The server's plain environment on ECS and EC2 alike: the plan's, the database, the placeholders."""
+    ui_on_replica = bool(plan.tracking.ui_reads_from_replica.value)
+    return {**server_for(plan, role).environment, **database_environment(rt, role, ui_on_replica),
+            "MLFLOW_ARTIFACTS_DESTINATION": rt.artifacts_destination,
+            "MLFLOW_LOAD_BALANCER_HOST": rt.load_balancer_host}
+
+
 def secrets(secret_arn: str) -> list[dict[str, str]]:
     """The RDS-managed master secret's JSON keys, injected by ECS: never in plain environment."""
     return [{"name": "DB_USERNAME", "valueFrom": f"{secret_arn}:username::"},
@@ -61,10 +69,7 @@ def container_definitions(plan: CapacityPlan, role: str, rt: Runtime) -> list[di
     """The task's containers: the migration (`mlflow db upgrade` + index migration) and the server,
     which starts only after the migration exits 0."""
     server = server_for(plan, role)
-    ui_on_replica = bool(plan.tracking.ui_reads_from_replica.value)
-    env = {**server.environment, **database_environment(rt, role, ui_on_replica),
-           "MLFLOW_ARTIFACTS_DESTINATION": rt.artifacts_destination,
-           "MLFLOW_LOAD_BALANCER_HOST": rt.load_balancer_host}
+    env = server_environment(plan, role, rt)
     logs = {"logDriver": "awslogs", "options": {"awslogs-group": rt.log_group, "awslogs-region": rt.region,
                                                   "awslogs-stream-prefix": role}}
     migrate = {
@@ -112,12 +117,8 @@ def user_data(plan: CapacityPlan, role: str, rt: Runtime, package_spec: str) -> 
     `mlflow-infra==X`); the server itself runs the pinned MLflow from the same virtualenv.
     """
     server = server_for(plan, role)
-    ui_on_replica = bool(plan.tracking.ui_reads_from_replica.value)
-    env = {**server.environment, **database_environment(rt, role, ui_on_replica),
-           "MLFLOW_ARTIFACTS_DESTINATION": rt.artifacts_destination,
-           "MLFLOW_LOAD_BALANCER_HOST": rt.load_balancer_host,
-           # no ECS secret injection on EC2: the entrypoint reads the secret with the instance role
-           "DB_SECRET_ARN": rt.secret_arn, "AWS_DEFAULT_REGION": rt.region}
+    # no ECS secret injection on EC2: the entrypoint reads the secret with the instance role
+    env = {**server_environment(plan, role, rt), "DB_SECRET_ARN": rt.secret_arn, "AWS_DEFAULT_REGION": rt.region}
     env_file = "\n".join(f"{k}={v}" for k, v in sorted(env.items()))
     command = " ".join(shlex.quote(part) for part in server.command)
     # the same set as the Dockerfile; [auth] serves tracking.auth: basic

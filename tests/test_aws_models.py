@@ -3,7 +3,6 @@ members, ranges and enums (ECS RegisterTaskDefinition, RDS CreateDBInstance, Mod
 
 from __future__ import annotations
 
-import json
 import subprocess
 
 import botocore.session

@@ -45,29 +45,16 @@ def make_batch(metrics_per_call: int, step0: int, timestamp_ms: int) -> list:
 # ---------------------------------------------------------------------------------------------
 # inside a load process
 
-def _ingest_thread(url: str, experiment_id: str, metrics_per_call: int, start_at: float, end_at: float,
-                   out: dict, lock: threading.Lock) -> None:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(url)
-    latencies, errors, samples = [], 0, []
-    try:
-        run_id = client.create_run(experiment_id).info.run_id
-        step = 0
-        client.log_batch(run_id, metrics=make_batch(metrics_per_call, step, int(time.time() * 1000)))  # warm-up
-        step += batch_shape(metrics_per_call)[1]
-    except Exception as exc:  # the server refused before the window: every request of this thread failed
-        with lock:
-            out["errors"] += 1
-            out["samples"].append(_one_line(exc))
-        return
+def _measure(next_call, start_at: float, end_at: float, samples: list, out: dict, lock: threading.Lock) -> None:
+    """Time `next_call()()` from start_at until end_at (or the request cap) and add the figures to `out`;
+    `next_call` prepares one request outside the timed part."""
+    latencies, errors = [], 0
     time.sleep(max(0.0, start_at - time.time()))
     while time.time() < end_at and len(latencies) + errors < MAX_REQUESTS_PER_THREAD:
-        batch = make_batch(metrics_per_call, step, int(time.time() * 1000))
-        step += batch_shape(metrics_per_call)[1]
+        call = next_call()
         t0 = time.perf_counter()
         try:
-            client.log_batch(run_id, metrics=batch)
+            call()
             latencies.append(time.perf_counter() - t0)
         except Exception as exc:
             errors += 1
@@ -78,32 +65,46 @@ def _ingest_thread(url: str, experiment_id: str, metrics_per_call: int, start_at
         out["errors"] += errors
         out["samples"].extend(samples)
         out["finished_at"] = max(out["finished_at"], time.time())
+
+
+def _ingest_thread(url: str, experiment_id: str, metrics_per_call: int, start_at: float, end_at: float,
+                   out: dict, lock: threading.Lock) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(url)
+    try:
+        run_id = client.create_run(experiment_id).info.run_id
+        client.log_batch(run_id, metrics=make_batch(metrics_per_call, 0, int(time.time() * 1000)))  # warm-up
+    except Exception as exc:  # the server refused before the window: every request of this thread failed
+        with lock:
+            out["errors"] += 1
+            out["samples"].append(_one_line(exc))
+        return
+    steps = batch_shape(metrics_per_call)[1]
+    step = [steps]
+
+    def next_call():
+        batch = make_batch(metrics_per_call, step[0], int(time.time() * 1000))
+        step[0] += steps
+        return lambda: client.log_batch(run_id, metrics=batch)
+
+    _measure(next_call, start_at, end_at, [], out, lock)
 
 
 def _read_thread(url: str, experiment_id: str, start_at: float, end_at: float, out: dict, lock: threading.Lock) -> None:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(url)
-    latencies, errors, samples = [], 0, []
+    samples = []
     try:
         client.search_runs([experiment_id], max_results=100)  # warm-up
     except Exception as exc:
         samples.append(_one_line(exc))
-    time.sleep(max(0.0, start_at - time.time()))
-    while time.time() < end_at and len(latencies) + errors < MAX_REQUESTS_PER_THREAD:
-        t0 = time.perf_counter()
-        try:
-            client.search_runs([experiment_id], max_results=100)
-            latencies.append(time.perf_counter() - t0)
-        except Exception as exc:
-            errors += 1
-            if len(samples) < 3:
-                samples.append(_one_line(exc))
-    with lock:
-        out["latencies"].extend(latencies)
-        out["errors"] += errors
-        out["samples"].extend(samples)
-        out["finished_at"] = max(out["finished_at"], time.time())
+
+    def search():
+        client.search_runs([experiment_id], max_results=100)
+
+    _measure(lambda: search, start_at, end_at, samples, out, lock)
 
 
 def _run_task(task: dict) -> dict:

@@ -43,10 +43,10 @@ def policy_pack_config(config: dict[str, Any]) -> dict[str, Any]:
     return {rule.name: {**config} for rule in RULES}
 
 
-def stack_resources(spec: EnvironmentSpec) -> list[Res]:
+def stack_resources(spec: EnvironmentSpec, capacity: CapacityPlan | None = None) -> list[Res]:
     from .mocks import render_stack
 
-    mocks, _, _, _ = render_stack(spec)
+    mocks, _, _, _ = render_stack(spec, capacity=capacity)
     return [Res(r.typ, r.name, dict(r.inputs)) for r in mocks.resources if r.custom]
 
 
@@ -54,7 +54,7 @@ def check(spec: EnvironmentSpec, resources: list[Res] | None = None) -> list[Vio
     """Every rule over the stack the environment renders to, or over `resources` read from a
     `pulumi preview --json` / `pulumi stack export` document of that environment."""
     capacity = make_plan(spec)
-    return evaluate(stack_resources(spec) if resources is None else resources,
+    return evaluate(stack_resources(spec, capacity) if resources is None else resources,
                     PolicyConfig.from_dict(policy_config(spec, capacity)))
 
 

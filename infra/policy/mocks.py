@@ -46,7 +46,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return found[0]
 
 
-def render_stack(spec, project: str = "mlflow-tracking"):
+def render_stack(spec, project: str = "mlflow-tracking", capacity=None):
     """Build MlflowTracking for a validated spec under the mocks, as `pulumi preview` would.
 
     Returns the mocks (every resource's inputs), the component, the URNs, and the resolved
@@ -59,7 +59,7 @@ def render_stack(spec, project: str = "mlflow-tracking"):
 
     @pulumi.runtime.test
     def build():
-        component = MlflowTracking(f"mlflow-{spec.name}", MlflowTrackingArgs(spec=spec))
+        component = MlflowTracking(f"mlflow-{spec.name}", MlflowTrackingArgs(spec=spec, plan=capacity))
         holder["component"] = component
         return pulumi.Output.all(component.tracking_uri, component.ui_url, component.primary_endpoint,
                                  component.replica_endpoints, component.client_security_group_id,

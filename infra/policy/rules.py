@@ -165,6 +165,13 @@ def of_type(resources: list[Res], typ: str) -> list[Res]:
     return [r for r in resources if r.type == typ]
 
 
+def parameter_groups(resources: list[Res]) -> dict[str, Res]:
+    """Parameter groups by the name instances refer to them with (physical name, else logical)."""
+    groups = {g.get("name", g.name): g for g in of_type(resources, PARAMETER_GROUP)}
+    groups.update({g.name: g for g in of_type(resources, PARAMETER_GROUP)})
+    return groups
+
+
 # ---------------------------------------------------------------------------------------------
 # RDS
 # ---------------------------------------------------------------------------------------------
@@ -281,8 +288,7 @@ def pg_force_ssl(r: Res, c: PolicyConfig) -> list[str]:
 @rule("pg-replica-hot-standby-feedback", "parameter-groups", "replicas have hot_standby_feedback",
       "UI searches on a replica are not cancelled by vacuum on the primary", "nothing to set: the replica group sets it")
 def pg_replica_hot_standby_feedback(resources: list[Res], c: PolicyConfig) -> list[tuple[Res, str]]:
-    groups = {g.get("name", g.name): g for g in of_type(resources, PARAMETER_GROUP)}
-    groups.update({g.name: g for g in of_type(resources, PARAMETER_GROUP)})
+    groups = parameter_groups(resources)
     found = []
     for replica in filter(is_replica, of_type(resources, RDS_INSTANCE)):
         group = groups.get(replica.get("parameterGroupName"))
@@ -338,8 +344,7 @@ def connection_budget(resources: list[Res], c: PolicyConfig) -> list[tuple[Res, 
     primary = next((r for r in of_type(resources, RDS_INSTANCE) if not is_replica(r)), None)
     if primary is None:
         return []
-    groups = {g.get("name", g.name): g for g in of_type(resources, PARAMETER_GROUP)}
-    groups.update({g.name: g for g in of_type(resources, PARAMETER_GROUP)})
+    groups = parameter_groups(resources)
     group = groups.get(primary.get("parameterGroupName"))
     max_connections = int(parameters(group).get("max_connections", 0)) if group else 0
     if not max_connections:
