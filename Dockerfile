@@ -1,5 +1,5 @@
 # The tracking server image for ECS: pinned MLflow, the PostgreSQL driver, and this package's
-# entrypoint, which composes the database URIs from DB_* variables (see infra/entrypoint.py).
+# entrypoint, which composes the database URIs from DB_* variables (see infra/runtime/entrypoint.py).
 #   docker build --build-arg MLFLOW_VERSION=3.17.2 -t mlflow-infra .
 #   docker run ... mlflow-infra                 the API/UI server (ECS overrides the command)
 #   docker run ... mlflow-infra migrate         mlflow db upgrade, then the index migration

@@ -1,12 +1,10 @@
 from __future__ import annotations
 
 import textwrap
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = ["dev", "staging", "prod"]
+from helpers import ROOT
 
 
 @pytest.fixture(autouse=True)
@@ -29,27 +27,3 @@ def stack_dir(tmp_path):
 
     write.dir = stacks
     return write
-
-
-MINIMAL = """
-extends: base
-tier: {tier}
-workload:
-  concurrent_training_jobs: {jobs}
-  logging_calls_per_job_per_minute: {calls}
-  metrics_per_call: {metrics}
-  params_per_run: 20
-  tags_per_run: 5
-  runs_per_day: {runs}
-  retention_days: {retention}
-  concurrent_ui_users: {users}
-placement:
-  tracking_vpc: new
-  new_vpc:
-    cidr: 10.60.0.0/20
-    availability_zones: [us-east-1a, us-east-1b]
-"""
-
-
-def minimal(tier="staging", jobs=20, calls=10, metrics=10, runs=500, retention=30, users=5) -> str:
-    return MINIMAL.format(tier=tier, jobs=jobs, calls=calls, metrics=metrics, runs=runs, retention=retention, users=users)

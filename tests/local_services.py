@@ -19,7 +19,7 @@ import pytest
 from psycopg import sql
 
 from infra.bench.procs import stop_group  # noqa: F401  (tests stop servers the way the benchmark does)
-from infra.localpg import LocalPostgres
+from infra.local.postgres import LocalPostgres
 
 APP_USER = "mlflow_app"
 # every character that splits an unquoted URI: '@' ends the user info, ':' the user, '/' the host,

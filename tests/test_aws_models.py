@@ -9,10 +9,9 @@ import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 
-from conftest import ROOT, SHIPPED
+from helpers import ROOT, SHIPPED, render
 from infra import load_environment, plan
-from infra.render import Runtime, container_definitions, task_size, user_data
-from test_component import render
+from infra.aws.rendering import Runtime, container_definitions, task_size, user_data
 
 SESSION = botocore.session.get_session()
 RUNTIME = Runtime(image="123456789012.dkr.ecr.us-east-1.amazonaws.com/mlflow:3.17.2", region="us-east-1",

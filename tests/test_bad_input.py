@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from infra.cli import main
-from conftest import ROOT, minimal
+from helpers import ROOT, minimal
 
 TRAINING_VPC = """
   training_vpc:

@@ -7,7 +7,7 @@ import argparse
 
 import pytest
 
-from infra.bench.cli import FULL, QUICK, options_from, register
+from infra.cli.bench import FULL, QUICK, options_from, register
 from infra.bench.load import batch_shape, make_batch
 from infra.bench.stats import (
     latency_summary,

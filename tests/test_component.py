@@ -8,16 +8,11 @@ import json
 import pulumi
 import pytest
 
-from conftest import ROOT, SHIPPED
+from helpers import ROOT, SHIPPED, render
 from infra import load_environment, plan
-from infra.policy.mocks import RecordingMocks, render_stack
+from infra.aws.mocks import RecordingMocks
 
 COMPONENT = "mlflow-infra:index:MlflowTracking"
-
-
-def render(env: str, spec=None):
-    """Build MlflowTracking for `env` under mocks; return (mocks, component, urns, outputs)."""
-    return render_stack(spec or load_environment(ROOT / "stacks" / f"{env}.yaml", ROOT / "stacks"))
 
 
 @pytest.fixture(scope="module", params=SHIPPED)
@@ -223,7 +218,7 @@ def test_placement_and_outputs(stack):
 
 
 def test_alarms_match_the_cost_estimate(stack):
-    from infra.cost import alarm_count
+    from infra.planning.cost import alarm_count
 
     env, p, mocks, urns, _ = stack
     alarms = mocks.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
@@ -251,7 +246,7 @@ def test_production_database_is_protected():
 
 def variant(env: str, **changes):
     """The shipped environment with some sections changed, re-validated like a file would be."""
-    from infra.spec import EnvironmentSpec
+    from infra.spec.model import EnvironmentSpec
 
     spec = load_environment(ROOT / "stacks" / f"{env}.yaml", ROOT / "stacks")
     data = spec.model_dump()

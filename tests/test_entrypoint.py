@@ -14,9 +14,9 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy.engine import make_url
 
-from conftest import ROOT
+from helpers import ROOT
 from infra import load_environment, plan
-from infra.entrypoint import (
+from infra.runtime.entrypoint import (
     EntrypointError,
     compose_uris,
     fetch_secret,
@@ -27,9 +27,9 @@ from infra.entrypoint import (
     secret_region,
     with_credentials,
 )
-from infra.indexes import IndexMigration, IndexSpec, index_migration
-from infra.migrate import libpq_uri, run_index_migration
-from infra.server import HEALTH_PATH, PORT, PRIMARY_URI_ENV, REPLICA_URI_ENV
+from infra.planning.indexes import IndexMigration, IndexSpec, index_migration
+from infra.runtime.migrate import libpq_uri, run_index_migration
+from infra.planning.server_command import HEALTH_PATH, PORT, PRIMARY_URI_ENV, REPLICA_URI_ENV
 from local_services import APP_USER, base_env, db_env, mlflow_database, require_entrypoint, run_entrypoint
 
 DB = {"DB_HOST": "db.example.internal", "DB_USERNAME": "mlflow", "DB_PASSWORD": "secret"}
@@ -373,7 +373,7 @@ def test_only_postgresql_uris_are_accepted():
 # the image and the import boundary
 
 def test_entrypoint_and_migration_import_neither_pulumi_nor_boto3():
-    code = ("import sys, infra.entrypoint, infra.migrate; "
+    code = ("import sys, infra.runtime.entrypoint, infra.runtime.migrate; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'pulumi', 'pulumi_aws', 'boto3', 'botocore', 'psycopg'}))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -384,7 +384,7 @@ def test_dockerfile_matches_the_plan_and_the_console_script(api_command):
     dockerfile = (ROOT / "Dockerfile").read_text()
     default_version = plan(load_environment(ROOT / "stacks" / "dev.yaml")).tracking.mlflow_version
     assert f"ARG MLFLOW_VERSION={default_version}\n" in dockerfile, "the image pins the planned MLflow"
-    assert 'mlflow-infra-entrypoint = "infra.entrypoint:main"' in (ROOT / "pyproject.toml").read_text()
+    assert 'mlflow-infra-entrypoint = "infra.runtime.entrypoint:main"' in (ROOT / "pyproject.toml").read_text()
     assert 'ENTRYPOINT ["mlflow-infra-entrypoint"]' in dockerfile
     assert f"EXPOSE {PORT}\n" in dockerfile and f"127.0.0.1:{PORT}{HEALTH_PATH}" in dockerfile
     assert "pip install --no-deps /tmp/src" in dockerfile and "pulumi" not in dockerfile.split("--no-deps")[0].lower()

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from conftest import ROOT
+from helpers import ROOT
 from infra import load_environment, plan
 from infra.cli import main
-from infra.entrypoint import compose_uris
+from infra.runtime.entrypoint import compose_uris
 from infra.local import LocalTopology, LocalTopologyError
 from infra.local.processes import nofile_soft_limit
 from infra.local.topology import (
@@ -27,8 +27,8 @@ from infra.local.topology import (
     replication_settings,
     server_environment,
 )
-from infra.parameters import Parameter
-from infra.server import PRIMARY_URI_ENV, REPLICA_URI_ENV
+from infra.planning.parameters import Parameter
+from infra.planning.server_command import PRIMARY_URI_ENV, REPLICA_URI_ENV
 
 GIB = 1024**3
 

@@ -19,14 +19,14 @@ import pytest
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from conftest import ROOT
+from helpers import ROOT
 from infra import load_environment, plan
 from infra.cli import main
-from infra.indexes import index_migration
+from infra.planning.indexes import index_migration
 from infra.local import LocalTopology, LocalTopologyError
 from infra.local import processes
-from infra.localpg import build_has_lz4
-from infra.parameters import primary_parameters, replica_parameters, scaled_to, server_settings
+from infra.local.postgres import build_has_lz4
+from infra.planning.parameters import primary_parameters, replica_parameters, scaled_to, server_settings
 
 pytestmark = pytest.mark.postgres
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra import parameters as p
-from infra.parameters import ParameterInputs, by_name, primary_parameters, replica_parameters
+from infra.planning import parameters as p
+from infra.planning.parameters import ParameterInputs, by_name, primary_parameters, replica_parameters
 
 GIB = 1024**3
 

@@ -8,10 +8,10 @@ import socket
 import psycopg
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 from infra import load_environment, plan
-from infra.localpg import LocalPostgres, build_has_lz4
-from infra.parameters import primary_parameters, replica_parameters, scaled_to, server_settings
+from infra.local.postgres import LocalPostgres, build_has_lz4
+from infra.planning.parameters import primary_parameters, replica_parameters, scaled_to, server_settings
 
 pytestmark = pytest.mark.postgres
 

@@ -11,7 +11,7 @@ import runpy
 import pytest
 from pulumi_policy import PolicyResource, PolicyResourceOptions, ResourceValidationArgs, StackValidationArgs
 
-from conftest import ROOT, SHIPPED
+from helpers import ROOT, SHIPPED
 from infra import load_environment, plan
 from infra.cli import main
 from infra.policy import rules as R

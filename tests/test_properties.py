@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from infra.errors import SpecInvalid
-from infra.plan import plan
-from infra.spec import EnvironmentSpec
+from infra.spec import SpecInvalid
+from infra.planning.plan import plan
+from infra.spec.model import EnvironmentSpec
 
 FIELDS = {
     # wide enough to cross every class, storage and fleet boundary; heavier loads are refused

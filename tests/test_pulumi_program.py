@@ -7,8 +7,8 @@ import runpy
 import pulumi
 import pytest
 
-from conftest import ROOT, SHIPPED
-from infra.policy.mocks import RecordingMocks
+from helpers import ROOT, SHIPPED
+from infra.aws.mocks import RecordingMocks
 
 OUTPUTS = ["tracking_uri", "ui_url", "primary_endpoint", "replica_endpoints", "client_security_group_id",
            "artifact_bucket", "image_repository", "plan_summary", "monthly_cost_usd"]

@@ -12,9 +12,9 @@ import pytest
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from conftest import ROOT
+from helpers import ROOT
 from infra import load_environment, plan
-from infra.server import PORT, PRIMARY_URI_ENV, PROMETHEUS_DIR, REPLICA_URI_ENV
+from infra.planning.server_command import PORT, PRIMARY_URI_ENV, PROMETHEUS_DIR, REPLICA_URI_ENV
 from local_services import (
     APP_PASSWORD,
     base_env,

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from infra import catalogue
-from infra.connections import memory_ceiling, plan_connection_budget
-from infra.cost import instance_hourly
-from infra.demand import Coefficients, coefficients, demand
-from infra.errors import SpecInvalid
-from infra.server import nofile_limit
-from infra.sizing import (
+from infra.planning import catalogue
+from infra.planning.connections import memory_ceiling, plan_connection_budget
+from infra.planning.cost import instance_hourly
+from infra.planning.demand import Coefficients, coefficients, demand
+from infra.spec import SpecInvalid
+from infra.planning.server_command import nofile_limit
+from infra.planning.sizing import (
     DatabaseNeed,
     choose_database_class,
     plan_fleet,
     plan_replicas,
     plan_storage,
 )
-from infra.spec import Fleet, Workload
+from infra.spec.model import Fleet, Workload
 
 K = coefficients()
 PRICES = instance_hourly("us-east-1")
@@ -177,7 +177,7 @@ def test_connection_budget(api_max, ui_max, replicas, memory_gib, mode, proxy, m
     ("ui", 3, 2, 2),
 ])
 def test_overflow_covers_a_burst_of_every_client(role, clients, workers, overflow):
-    from infra.connections import pool_for
+    from infra.planning.connections import pool_for
 
     pool = pool_for(role, clients, workers)
     assert (pool.pool_size, pool.max_overflow) == (2, overflow)

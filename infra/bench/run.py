@@ -51,7 +51,7 @@ def machine() -> str:
 
 
 def postgres_version() -> str:
-    from ..localpg import bin_dir
+    from ..local.postgres import bin_dir
 
     return subprocess.run([str(bin_dir() / "postgres"), "--version"], capture_output=True, text=True).stdout.strip()
 

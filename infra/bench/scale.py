@@ -280,7 +280,7 @@ def before_after(uri: str, shape: Shape, progress=print) -> dict:
     """Time the searches on the stock schema, apply the index migration, time them again."""
     from mlflow.tracking import MlflowClient
 
-    from ..migrate import run_index_migration
+    from ..runtime.migrate import run_index_migration
 
     experiment = "1"
     client = MlflowClient(sqlalchemy_uri(uri))

@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 import psycopg
 
-from ..localpg import LocalPostgres
-from ..migrate import libpq_uri
+from ..local.postgres import LocalPostgres
+from ..runtime.migrate import libpq_uri
 from .procs import free_port, free_port_block, mlflow_server, wait_until_serving
 
 BASELINE = "stock-sqlite"

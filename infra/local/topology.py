@@ -18,10 +18,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..localpg import LocalPostgres, bin_dir, build_has_lz4
-from ..parameters import Parameter, ParameterInputs, primary_parameters, replica_parameters, scaled_to, server_settings
-from ..plan import CapacityPlan, plan
-from ..server import HEALTH_PATH, PRIMARY_URI_ENV, REPLICA_URI_ENV, ServerSettings
+from .postgres import LocalPostgres, bin_dir, build_has_lz4
+from ..planning.parameters import Parameter, ParameterInputs, primary_parameters, replica_parameters, scaled_to, server_settings
+from ..planning.plan import CapacityPlan, plan
+from ..planning.server_command import HEALTH_PATH, PRIMARY_URI_ENV, REPLICA_URI_ENV, ServerSettings
 from ..spec import load_environment
 from . import processes
 
@@ -160,7 +160,7 @@ def server_environment(settings: ServerSettings, base: Mapping[str, str], db: Ma
 def entrypoint_argv() -> list[str]:
     """`mlflow-infra-entrypoint` of this installation, or the module when the script is missing."""
     script = Path(sys.executable).parent / "mlflow-infra-entrypoint"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "infra.entrypoint"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "infra.runtime.entrypoint"]
 
 
 def postgres_uri(port: int, database: str = DATABASE) -> str:

@@ -13,9 +13,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ..plan import CapacityPlan, plan as make_plan
-from ..server import MIN_NOFILE
-from ..spec import EnvironmentSpec
+from ..planning.plan import CapacityPlan, plan as make_plan
+from ..planning.server_command import MIN_NOFILE
+from ..spec.model import EnvironmentSpec
 from .rules import RULES, PolicyConfig, Res, Violation, evaluate
 
 CONFIG_DIR = Path("policies") / "config"
@@ -44,7 +44,7 @@ def policy_pack_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def stack_resources(spec: EnvironmentSpec, capacity: CapacityPlan | None = None) -> list[Res]:
-    from .mocks import render_stack
+    from ..aws.mocks import render_stack
 
     mocks, _, _, _ = render_stack(spec, capacity=capacity)
     return [Res(r.typ, r.name, dict(r.inputs)) for r in mocks.resources if r.custom]

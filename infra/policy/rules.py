@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from ..connections import engines_per_worker
-from ..guards import burstable_class, synchronous_commit_off_allowed
-from ..server import MIN_NOFILE
+from ..planning.connections import engines_per_worker
+from ..spec.checks import burstable_class, synchronous_commit_off_allowed
+from ..planning.server_command import MIN_NOFILE
 
 RDS_INSTANCE = "aws:rds/instance:Instance"
 PARAMETER_GROUP = "aws:rds/parameterGroup:ParameterGroup"

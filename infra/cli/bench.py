@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-EXIT_INVALID = 2
+from .console import EXIT_INVALID
 # --quick: a smoke run of a few minutes; the full defaults take 20-40 minutes on 2 vCPU
 QUICK = {"clients": "1,8", "batch_sizes": "1,100", "duration": 2.0, "scale_runs": 20_000, "scale_metrics": 200_000}
 FULL = {"clients": "1,8,32", "batch_sizes": "1,10,100,1000", "duration": 10.0, "scale_runs": 1_000_000,
@@ -38,9 +38,9 @@ def register(subparsers) -> None:
 
 def options_from(args: argparse.Namespace):
     """Options from the command line; raises ValueError with one sentence for a bad value."""
-    from .run import Options
-    from .stats import parse_int_list
-    from .variants import VARIANTS
+    from ..bench.run import Options
+    from ..bench.stats import parse_int_list
+    from ..bench.variants import VARIANTS
 
     base = QUICK if args.quick else FULL
 
@@ -80,8 +80,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     except ImportError:
         print("mlflow-infra bench: matplotlib is not installed; run: pip install -e '.[bench]'", file=sys.stderr)
         return EXIT_INVALID
-    from .report import markdown
-    from .run import run
+    from ..bench.report import markdown
+    from ..bench.run import run
 
     started = time.monotonic()
     # elapsed minutes on every line: a full run takes half an hour and is watched through a log

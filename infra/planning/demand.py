@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from . import catalogue
-from .spec import Workload
+from ..spec.model import Workload
 
 SECONDS_PER_DAY = 86_400
 GIB = 1024**3

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .errors import SpecError, SpecInvalid
+from ..spec import SpecError, SpecInvalid
 
 # RDS's default max_connections is LEAST({DBInstanceClassMemory/9531392}, 5000): ~9 MiB per backend.
 BYTES_PER_CONNECTION = 9_531_392

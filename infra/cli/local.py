@@ -13,8 +13,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from .console import console as make_console
+
 from ..spec import resolve_environment_path
-from .topology import LocalTopology, LocalTopologyError, TopologyState
+from ..local.topology import LocalTopology, LocalTopologyError, TopologyState
 
 DEFAULT_ROOT = ".mlflow-local"
 EXIT_DOWN = 3
@@ -50,17 +52,13 @@ def register(subparsers) -> None:
         command.add_argument("--root", default=DEFAULT_ROOT, help=f"where data, logs and state live (default: ./{DEFAULT_ROOT})")
 
 
-def _console() -> Console:
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-
-
 def _failed(exc: LocalTopologyError) -> int:
     print(str(exc), file=sys.stderr)
     return exc.code
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    console = _console()
+    console = make_console()
     # `--stacks-dir` applies to the environment name, as in `plan` and `validate`
     environment = str(resolve_environment_path(args.environment, Path(args.stacks_dir)))
     try:
@@ -99,7 +97,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     for name, component in status["components"].items():
         table.add_row(name, "[green]up[/green]" if component["up"] else "[red]down[/red]", str(component["pid"] or "-"),
                       component["address"], component["log"])
-    _console().print(table)
+    make_console().print(table)
     return 0 if all(c["up"] for c in status["components"].values()) else EXIT_DOWN
 
 

@@ -25,9 +25,9 @@ def register(subparsers) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from ..cli import _console
+    from .console import console
     from ..spec import load_environment
-    from .check import DocumentError, check, report, resources_from_document
+    from ..policy.check import DocumentError, check, report, resources_from_document
 
     spec = load_environment(args.environment, Path(args.stacks_dir))
     try:
@@ -35,13 +35,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     except DocumentError as exc:
         print(exc, file=sys.stderr)
         return 2
-    return report(spec, check(spec, resources), _console())
+    return report(spec, check(spec, resources), console())
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from ..plan import plan
+    from ..planning.plan import plan
     from ..spec import load_environment
-    from .check import policy_config, policy_pack_config, write_config
+    from ..policy.check import policy_config, policy_pack_config, write_config
 
     spec = load_environment(args.environment, Path(args.stacks_dir))
     capacity = plan(spec)

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from ..plan import DatabasePlan
-from ..render import DB_NAME, DB_USERNAME
+from ..planning.plan import DatabasePlan
+from .rendering import DB_NAME, DB_USERNAME
 
 LOG_EXPORTS = ["postgresql", "upgrade"]  # slow statements (log_min_duration_statement) reach CloudWatch
 

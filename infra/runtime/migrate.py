@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from .indexes import IndexMigration, index_migration
+from ..planning.indexes import IndexMigration, index_migration
 
 # SQLAlchemy dialect+driver schemes MLflow accepts for PostgreSQL; libpq only knows the plain ones.
 _SQLALCHEMY_SCHEMES = ("postgresql+psycopg://", "postgresql+psycopg2://", "postgresql+pg8000://")

@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
-from .server import ARTIFACTS_PLACEHOLDER, LOAD_BALANCER_HOST_PLACEHOLDER, PRIMARY_URI_ENV, REPLICA_URI_ENV
+from ..planning.server_command import ARTIFACTS_PLACEHOLDER, LOAD_BALANCER_HOST_PLACEHOLDER, PRIMARY_URI_ENV, REPLICA_URI_ENV
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -248,7 +248,7 @@ def run_migrate(env: Mapping[str, str]) -> int:
         import psycopg
     except ImportError:
         raise EntrypointError("migrate needs psycopg 3; install 'psycopg[binary]'") from None
-    from .indexes import index_migration
+    from ..planning.indexes import index_migration
     from .migrate import apply_index_migration, migration_lock
 
     migration = index_migration()

@@ -1,8 +1,4 @@
-"""mlflow-infra: the one command line.
-
-  mlflow-infra plan ENV_OR_FILE [--json]   what will be built and why
-  mlflow-infra validate [FILE ...]         check every environment file in stacks/
-  mlflow-infra classes                     the database instance classes the planner knows
+"""`mlflow-infra plan`, `validate` and `classes`: what an environment will build and why.
 
 Exit codes: 0 fine, 2 bad input (one line per problem, no traceback).
 """
@@ -10,29 +6,16 @@ Exit codes: 0 fine, 2 bad input (one line per problem, no traceback).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from . import catalogue
-from .errors import SpecInvalid
-from .local import cli as local_cli
-from .plan import CapacityPlan, plan
-from .spec import STACKS_DIR, environment_files, load_environment
-
-EXIT_INVALID = 2
-
-
-def _console(stream=None) -> Console:
-    stream = stream or sys.stdout
-    # a pipe or CI log gets a wide layout instead of rich's 80-column default
-    return Console(file=stream, width=None if stream.isatty() else 180, highlight=False, soft_wrap=False)
-
-
-def _err(message: str) -> None:
-    print(message, file=sys.stderr)
+from ..planning import catalogue
+from ..spec import SpecInvalid
+from .console import EXIT_INVALID, console, err
+from ..planning.plan import CapacityPlan, plan
+from ..spec import STACKS_DIR, environment_files, load_environment
 
 
 def _load_and_plan(env_or_file: str, stacks_dir: Path) -> CapacityPlan:
@@ -44,14 +27,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         print(result.to_json())
         return 0
-    render_plan(result, _console())
+    render_plan(result, console())
     return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     files = [Path(f) for f in args.files] or environment_files(Path(args.stacks_dir))
     if not files:
-        _err(f"{args.stacks_dir}: no environment files found; expected stacks/<env>.yaml files")
+        err(f"{args.stacks_dir}: no environment files found; expected stacks/<env>.yaml files")
         return EXIT_INVALID
     failed = 0
     for path in files:
@@ -60,7 +43,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         except SpecInvalid as exc:
             failed += 1
             for error in exc.errors:
-                _err(str(error))
+                err(str(error))
             continue
         db = result.database
         print(f"ok  {path}: {result.tier}, {db.instance.instance_class} + {db.replicas.count} replica(s),"
@@ -76,7 +59,7 @@ def cmd_classes(args: argparse.Namespace) -> int:
     for c in catalogue.instance_classes():
         table.add_row(c.name, c.family, str(c.vcpu), f"{c.memory_gib:g}", str(c.ebs_baseline_mbps),
                       f"{c.baseline_cpu_percent}%" if c.burstable else "")
-    _console().print(table)
+    console().print(table)
     return 0
 
 
@@ -185,46 +168,15 @@ def render_plan(p: CapacityPlan, console: Console) -> None:
         console.print(f"[yellow]warning[/yellow]: {warning}")
 
 
-# ---------------------------------------------------------------------------------------------
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mlflow-infra", description="Scalable MLflow tracking on AWS: plan, validate, deploy.")
-    parser.add_argument("--stacks-dir", default=str(STACKS_DIR), help="where environment files live (default: stacks)")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p_plan = sub.add_parser("plan", help="print what an environment will build and why")
+def register(subparsers) -> None:
+    p_plan = subparsers.add_parser("plan", help="print what an environment will build and why")
     p_plan.add_argument("environment", help="an environment name (prod -> stacks/prod.yaml) or a file path")
     p_plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     p_plan.set_defaults(func=cmd_plan)
 
-    p_validate = sub.add_parser("validate", help="check environment files (default: every file in stacks/)")
+    p_validate = subparsers.add_parser("validate", help="check environment files (default: every file in stacks/)")
     p_validate.add_argument("files", nargs="*", help="files to check instead of every file in stacks/")
     p_validate.set_defaults(func=cmd_validate)
 
-    p_classes = sub.add_parser("classes", help="list the database instance classes the planner chooses from")
+    p_classes = subparsers.add_parser("classes", help="list the database instance classes the planner chooses from")
     p_classes.set_defaults(func=cmd_classes)
-
-    from .policy.cli import register as register_policy
-
-    register_policy(sub)
-    from .bench.cli import register as register_bench
-
-    register_bench(sub)
-    local_cli.register(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except SpecInvalid as exc:
-        for error in exc.errors:
-            _err(str(error))
-        return EXIT_INVALID
-    except BrokenPipeError:  # `mlflow-infra plan prod | head`
-        return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from ..cost import INTERFACE_ENDPOINT_SERVICES
-from ..server import PORT
+from ..planning.cost import INTERFACE_ENDPOINT_SERVICES
+from ..planning.server_command import PORT
 
 DB_PORT = 5432
 

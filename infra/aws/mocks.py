@@ -51,7 +51,7 @@ def render_stack(spec, project: str = "mlflow-tracking", capacity=None):
 
     Returns the mocks (every resource's inputs), the component, the URNs, and the resolved
     outputs (tracking_uri, ui_url, primary_endpoint, replica_endpoints, client sg, bucket)."""
-    from ..components.tracking import MlflowTracking, MlflowTrackingArgs
+    from .tracking import MlflowTracking, MlflowTrackingArgs
 
     mocks = RecordingMocks()
     pulumi.runtime.set_mocks(mocks, project=project, stack=spec.name, preview=False)

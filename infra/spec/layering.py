@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from .errors import SpecError, SpecInvalid, show_value
+from .messages import SpecError, SpecInvalid, show_value
 
 KeyPath = tuple[Any, ...]
 MAX_DEPTH = 8  # base -> staging -> prod is three; eight is generous and still catches runaway chains

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from ..plan import CapacityPlan
-from ..spec import Alarms
+from ..planning.plan import CapacityPlan
+from ..spec.model import Alarms
 
 GIB = 1024**3
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from ..plan import CapacityPlan
-from ..render import LOG_RETENTION_DAYS, Runtime, container_definitions, task_size, user_data
-from ..server import HEALTH_PATH, PORT
-from ..sizing import SERVER_TARGET_CPU
+from ..planning.plan import CapacityPlan
+from .rendering import LOG_RETENTION_DAYS, Runtime, container_definitions, task_size, user_data
+from ..planning.server_command import HEALTH_PATH, PORT
+from ..planning.sizing import SERVER_TARGET_CPU
 from .artifacts import bucket_policy
 
 ROLES = ("api", "ui")

@@ -18,7 +18,7 @@ from .cost import CostEstimate, estimate, instance_hourly
 from .demand import Coefficients, Demand, coefficients, demand
 from .indexes import IndexMigration, index_migration
 from .parameters import Parameter, ParameterInputs, primary_parameters, replica_parameters
-from .server import ServerSettings, server_settings
+from .server_command import ServerSettings, server_settings
 from .sizing import (
     DatabaseClass,
     FleetPlan,
@@ -31,7 +31,7 @@ from .sizing import (
     plan_storage,
     ui_reads_on_primary,
 )
-from .spec import EnvironmentSpec
+from ..spec.model import EnvironmentSpec
 
 PLAN_FORMAT = 1
 # Slow-query logging threshold: production logs fewer, development sees more.

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pulumi
 
-from ..errors import SpecInvalid
-from ..plan import CapacityPlan, plan as make_plan
+from ..spec import SpecInvalid
+from ..planning.plan import CapacityPlan, plan as make_plan
 from ..spec import EnvironmentSpec, load_environment
 from .artifacts import ArtifactsArgs, ArtifactStore
 from .database import DatabaseArgs, TrackingDatabase

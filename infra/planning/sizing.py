@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from . import catalogue
 from .catalogue import InstanceClass
 from .demand import Coefficients, Demand
-from .errors import SpecError, SpecInvalid
+from ..spec import SpecError, SpecInvalid
 
 # Size the database for 60% CPU at the planned peak: room for autovacuum, checkpoints and bursts.
 DB_TARGET_CPU = 0.60
@@ -261,7 +261,7 @@ def per_request_cpu(role: str, metrics_per_call: int, k: Coefficients) -> float:
 
 
 def fargate_memory(vcpu: float, need_gib: float) -> float:
-    from .spec import FARGATE_MEMORY_GIB
+    from ..spec.model import FARGATE_MEMORY_GIB
 
     for size in FARGATE_MEMORY_GIB[vcpu]:
         if size >= need_gib:

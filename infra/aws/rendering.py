@@ -9,8 +9,8 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from .plan import CapacityPlan
-from .server import PORT, ServerSettings
+from ..planning.plan import CapacityPlan
+from ..planning.server_command import PORT, ServerSettings
 
 DB_NAME = "mlflow"
 DB_USERNAME = "mlflow"
