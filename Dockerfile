@@ -1,4 +1,4 @@
-# The tracking server image for ECS: pinned MLflow, the PostgreSQL driver, and this package's
+# The tracking server image for ECS: pinned MLflow, this package's [server] extra, and its
 # entrypoint, which composes the database URIs from DB_* variables (see infra/runtime/entrypoint.py).
 #   docker build --build-arg MLFLOW_VERSION=3.17.2 -t mlflow-infra .
 #   docker run ... mlflow-infra                 the API/UI server (ECS overrides the command)
@@ -13,20 +13,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# [auth]: `--app-name basic-auth` (tracking.auth: basic) needs Flask-WTF
-RUN pip install \
-        "mlflow[auth]==${MLFLOW_VERSION}" \
-        "psycopg[binary]>=3.1" \
-        "boto3>=1.34" \
-        "prometheus-flask-exporter>=0.23" \
-        "pyyaml>=6.0" \
-        "pydantic>=2.7,<3" \
-        "rich>=13.7"
-
+# The package's own [server] extra is the one list of what the server needs (pyproject.toml):
+# MLflow with [auth], the PostgreSQL driver, boto3, the Prometheus exporter; no deploy tooling.
+# MLflow is pinned here, inside the extra's range, so the image runs the planned version.
 COPY pyproject.toml README.md /tmp/src/
 COPY infra /tmp/src/infra
-# --no-deps: the package also declares the deploy tooling (pulumi, pulumi-aws), which no server needs
-RUN pip install --no-deps /tmp/src && rm -rf /tmp/src
+RUN pip install "mlflow[auth]==${MLFLOW_VERSION}" "/tmp/src[server]" && rm -rf /tmp/src
 
 RUN groupadd --system --gid 10001 mlflow \
     && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/mlflow --shell /usr/sbin/nologin mlflow

@@ -4,10 +4,8 @@ password-protected role (as on RDS), and `mlflow-infra-entrypoint` run the way E
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
@@ -18,8 +16,11 @@ import pytest
 
 from psycopg import sql
 
-from infra.bench.procs import stop_group  # noqa: F401  (tests stop servers the way the benchmark does)
 from infra.local.postgres import LocalPostgres
+# the topology's and the benchmark's own toolkit; the test modules take free_port from here
+from infra.local.processes import free_port, http_status, log_tail, stop_group, wait_until
+from infra.local.topology import WARM_UP_PATH
+from infra.planning.server_command import HEALTH_PATH
 
 APP_USER = "mlflow_app"
 # every character that splits an unquoted URI: '@' ends the user info, ':' the user, '/' the host,
@@ -32,12 +33,10 @@ HBA = f"""local all all trust
 host all postgres 127.0.0.1/32 trust
 host all {APP_USER} 127.0.0.1/32 scram-sha-256
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# generous: on a loaded 2 vCPU machine the workers' MLflow imports alone take tens of seconds
+HEALTHY_TIMEOUT_S = 180
+WARM_UP_TIMEOUT_S = 60
+LOG_LINES = 40
 
 
 def require_entrypoint() -> Path:
@@ -52,11 +51,11 @@ def mlflow_database(data_dir: Path):
     server = LocalPostgres(data_dir, free_port())
     server.init()
     (server.data_dir / "pg_hba.conf").write_text(HBA)
-    try:
-        server.start()
-    except Exception:
-        pytest.fail(f"PostgreSQL did not start:\n{server.log_tail()}")
-    try:
+    try:  # a start that times out may still leave a postmaster behind: stop it either way
+        try:
+            server.start()
+        except Exception:
+            pytest.fail(f"PostgreSQL did not start:\n{server.log_tail()}")
         with psycopg.connect(server.uri(), autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(APP_USER), sql.Literal(APP_PASSWORD)))
             conn.execute(sql.SQL("CREATE DATABASE mlflow OWNER {}").format(sql.Identifier(APP_USER)))
@@ -84,10 +83,6 @@ def run_entrypoint(args: list[str], env: dict[str, str], timeout: float = 120) -
 # ---------------------------------------------------------------------------------------------
 # a server process group, always stopped
 
-def tail(path: Path, lines: int = 40) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
-
-
 def http_get(url: str, host: str | None = None, timeout: float = 5) -> tuple[int, str]:
     request = urllib.request.Request(url, headers={"Host": host} if host else {})
     try:
@@ -97,37 +92,34 @@ def http_get(url: str, host: str | None = None, timeout: float = 5) -> tuple[int
         return exc.code, exc.read().decode(errors="replace")
 
 
-def wait_until_healthy(process: subprocess.Popen, port: int, log: Path, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+def wait_or_fail(predicate, timeout_s: float, what: str, log: Path) -> None:
+    """wait_until, a timeout failing the test with the server's log."""
+    try:
+        wait_until(predicate, timeout_s, 0.25, what)
+    except TimeoutError as exc:
+        pytest.fail(f"{exc}:\n{log_tail(log, LOG_LINES)}")
+
+
+def wait_until_healthy(process: subprocess.Popen, port: int, log: Path, timeout_s: float = HEALTHY_TIMEOUT_S) -> None:
+    def healthy() -> bool:
         if process.poll() is not None:
-            pytest.fail(f"the server exited with code {process.returncode} before /health answered:\n{tail(log)}")
-        try:
-            if http_get(f"http://127.0.0.1:{port}/health", timeout=2)[0] == 200:
-                return
-        except OSError:  # not listening yet
-            pass
-        time.sleep(0.25)
-    pytest.fail(f"/health did not answer 200 within {timeout_s} s:\n{tail(log)}")
+            pytest.fail(f"the server exited with code {process.returncode} before /health answered:\n{log_tail(log, LOG_LINES)}")
+        return http_status(f"http://127.0.0.1:{port}{HEALTH_PATH}", timeout=2) == 200
+
+    wait_or_fail(healthy, timeout_s, f"{HEALTH_PATH} to answer 200", log)
 
 
-def warm_up(port: int, log: Path, timeout_s: float = 20) -> None:
+def warm_up(port: int, log: Path, timeout_s: float = WARM_UP_TIMEOUT_S) -> None:
     """MLflow's first requests after start can answer 500 (an import race in its workers)."""
-    deadline = time.monotonic() + timeout_s
-    status = 0
-    while time.monotonic() < deadline:
-        try:
-            status, body = http_get(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=1")
-        except OSError:  # a worker restarting
-            status, body = 0, ""
-        if status == 200:
-            return
-        if 400 <= status < 500:  # a refusal (host check, auth) will not heal by waiting
-            pytest.fail(f"experiments/search answers {status}: {body.strip()[:200]}\n{tail(log)}")
-        time.sleep(0.25)
-    pytest.fail(f"experiments/search still answers {status} after {timeout_s} s:\n{tail(log)}")
+    url = f"http://127.0.0.1:{port}{WARM_UP_PATH}"
 
+    def answered() -> bool:
+        status = http_status(url, timeout=5)
+        if status is not None and 400 <= status < 500:  # a refusal (host check, auth) will not heal by waiting
+            pytest.fail(f"experiments/search answers {status}: {http_get(url)[1].strip()[:200]}\n{log_tail(log, LOG_LINES)}")
+        return status == 200
 
+    wait_or_fail(answered, timeout_s, "experiments/search to answer 200", log)
 
 
 @contextmanager

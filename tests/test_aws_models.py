@@ -11,7 +11,7 @@ from botocore.validate import ParamValidator
 
 from helpers import ROOT, SHIPPED, render
 from infra import load_environment, plan
-from infra.aws.rendering import Runtime, container_definitions, task_size, user_data
+from infra.aws.rendering import Runtime, container_definitions, user_data
 
 SESSION = botocore.session.get_session()
 RUNTIME = Runtime(image="123456789012.dkr.ecr.us-east-1.amazonaws.com/mlflow:3.17.2", region="us-east-1",
@@ -44,6 +44,10 @@ def validate(service: str, operation: str, params: dict) -> None:
     assert not enum_errors(params, shape)
 
 
+def tier_of(p, role):
+    return {t.role: t for t in p.tracking.tiers}[role]
+
+
 def plan_for(env):
     return plan(load_environment(ROOT / "stacks" / f"{env}.yaml", ROOT / "stacks"))
 
@@ -51,19 +55,18 @@ def plan_for(env):
 @pytest.mark.parametrize("env", SHIPPED)
 @pytest.mark.parametrize("role", ["api", "ui"])
 def test_task_definition_matches_ecs_model(env, role):
-    p = plan_for(env)
-    cpu, memory = task_size(p, role)
+    tier = tier_of(plan_for(env), role)
     validate("ecs", "RegisterTaskDefinition", {
-        "family": f"mlflow-{env}-{role}", "cpu": cpu, "memory": memory, "networkMode": "awsvpc",
+        "family": f"mlflow-{env}-{role}", "cpu": str(tier.task_cpu_units), "memory": str(tier.task_memory_mib), "networkMode": "awsvpc",
         "requiresCompatibilities": ["FARGATE"], "runtimePlatform": {"cpuArchitecture": "ARM64", "operatingSystemFamily": "LINUX"},
         "executionRoleArn": "arn:aws:iam::123456789012:role/exec", "taskRoleArn": "arn:aws:iam::123456789012:role/task",
-        "containerDefinitions": container_definitions(p, role, RUNTIME),
+        "containerDefinitions": container_definitions(tier, RUNTIME),
     })
 
 
 def test_enum_check_catches_a_bad_value():
     p = plan_for("prod")
-    defs = container_definitions(p, "api", RUNTIME)
+    defs = container_definitions(p.tracking.api, RUNTIME)
     defs[1]["ulimits"][0]["name"] = "openfiles"
     with pytest.raises(AssertionError):
         validate("ecs", "RegisterTaskDefinition", {"family": "x", "containerDefinitions": defs})
@@ -146,14 +149,14 @@ def test_parameter_groups_match_modify_db_parameter_group(env):
 def test_ec2_user_data_is_valid_bash(tmp_path, role):
     spec = load_environment(ROOT / "stacks" / "prod.yaml", ROOT / "stacks")
     p = plan(spec.model_copy(update={"tracking": spec.tracking.model_copy(update={"compute": "ec2"})}))
-    script = user_data(p, role, RUNTIME, "mlflow-infra==0.1.0")
+    script = user_data(tier_of(p, role), RUNTIME, "mlflow-infra==0.1.0", p.tracking.mlflow_version, p.environment)
     path = tmp_path / "user-data.sh"
     path.write_text(script)
     result = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    server = getattr(p.tracking, f"{role}_server")
+    server = getattr(p.tracking, role).server
     assert f"LimitNOFILE={server.nofile}" in script
     assert f"--workers {getattr(p.tracking, role).workers}" in script
     assert f"mlflow[auth]=={p.tracking.mlflow_version}" in script
-    assert "--no-deps mlflow-infra==0.1.0" in script and "RemainAfterExit=yes" in script
+    assert "'mlflow-infra[server]==0.1.0'" in script and "RemainAfterExit=yes" in script
     assert "DB_PASSWORD" not in script and "DB_SECRET_ARN=" in script

@@ -181,3 +181,35 @@ def test_command_line_has_no_traceback(stack_dir):
     assert result.stdout == ""
     assert result.stderr.strip() == f"{path}: database.read_replicas: -1 is not allowed; expected an integer from 0 to 15"
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("text", ["", "# qa: to be written\n\n# owner: ml-platform\n", "---\n"], ids=["empty", "comments only", "bare document marker"])
+def test_empty_file_is_one_line(stack_dir, capsys, text):
+    path = stack_dir("qa.yaml", text)
+    code = main(["plan", str(path)])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == "" and "Traceback" not in captured.err
+    # base.yaml next to it sets region, so `extends: base` stands in for it
+    assert captured.err.strip().splitlines() == [
+        f"{path}: the file is empty; expected at least extends (or region), tier, workload and placement "
+        "(most environment files start with 'extends: base')"]
+
+
+def test_empty_file_without_a_base_lists_every_required_key(tmp_path, capsys):
+    from infra.spec.model import EnvironmentSpec
+
+    path = tmp_path / "qa.yaml"
+    path.write_text("# nothing yet\n")
+    assert main(["plan", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"{path}: the file is empty; expected at least tier, region, workload and placement")
+    required = [k for k, f in EnvironmentSpec.model_fields.items() if f.is_required() and k != "name"]
+    assert all(key in err[0] for key in required), (required, err)
+
+
+def test_a_file_that_only_extends_still_names_each_missing_key(stack_dir, capsys):
+    path = stack_dir("qa.yaml", "extends: base\n")
+    assert main(["plan", str(path)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"{path}: {key}: is missing; expected this key to be set" for key in ("tier", "workload", "placement")]

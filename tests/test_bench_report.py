@@ -91,11 +91,11 @@ def test_markdown_renders_the_sections_that_ran():
                         "postgres": "PostgreSQL 18.6", "baseline": "stock-sqlite", "duration_s": 3.0, "load_processes": 2,
                         "labels": {"stock-sqlite": "(a) stock"}},
                "ingest": ROWS, "reads": [], "ceiling": [], "search": None, "calibration": None,
-               "notes": ["planned-local skipped: infra.local.topology is not available"]}
+               "notes": ["search at scale was not rerun; its figures are from mlflow-infra bench (2026-11-24)"]}
     text = markdown(results)
     assert text.startswith("# mlflow-infra bench: 2026-11-25\n")
     assert "## Ingest" in text and "## Search at scale" not in text and "## Read isolation" not in text
-    assert text.rstrip().endswith("- planned-local skipped: infra.local.topology is not available")
+    assert text.rstrip().endswith("- search at scale was not rerun; its figures are from mlflow-infra bench (2026-11-24)")
 
 
 def test_short_error_names_the_cause_and_the_endpoint():

@@ -8,7 +8,7 @@ import json
 import pulumi
 import pytest
 
-from helpers import ROOT, SHIPPED, render
+from helpers import ROOT, SHIPPED, environment, render
 from infra import load_environment, plan
 from infra.aws.mocks import RecordingMocks
 
@@ -113,7 +113,7 @@ def _containers(mocks, role):
 def test_fleet_sizes_workers_pools_and_ulimit(stack, role):
     env, p, mocks, urns, _ = stack
     fleet = getattr(p.tracking, role)
-    server = getattr(p.tracking, f"{role}_server")
+    server = getattr(p.tracking, role).server
     task, containers = _containers(mocks, role)
     assert task["cpu"] == str(int(fleet.vcpu * 1024)) and task["memory"] == str(int(fleet.memory_gib * 1024))
     main = containers["mlflow"]
@@ -123,7 +123,7 @@ def test_fleet_sizes_workers_pools_and_ulimit(stack, role):
     env_vars = {e["name"]: e["value"] for e in main["environment"]}
     for key, value in server.environment.items():
         assert env_vars[key] == value
-    pool = p.connection_budget.api_pool if role == "api" else p.connection_budget.ui_pool
+    pool = {t.role: t for t in p.tracking.tiers}[role].pool
     assert env_vars["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"] == str(pool.pool_size)
     assert env_vars["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"] == str(pool.max_overflow)
     assert main["ulimits"] == [{"name": "nofile", "softLimit": server.nofile, "hardLimit": server.nofile}]
@@ -171,7 +171,9 @@ def test_security_group_rules(stack):
     for sg in mocks.of_type("aws:ec2/securityGroup:SecurityGroup"):
         for rule in sg.inputs.get("ingress", []):
             if "0.0.0.0/0" in rule.get("cidrBlocks", []):
-                assert sg.name.endswith("-ui-lb") and p.tracking.ui_server and rule["fromPort"] in (80, 443), sg.name
+                # only an internet-facing UI opens to the world, and only for HTTPS and its redirect
+                assert environment(env).tracking.ui.internet_facing, sg.name
+                assert sg.name.endswith("-ui-lb") and rule["fromPort"] in (80, 443), sg.name
     tasks = _ingress(mocks, "-tasks")
     assert [(r["fromPort"], r["toPort"]) for r in tasks] == [(5000, 5000)]
 
@@ -218,11 +220,10 @@ def test_placement_and_outputs(stack):
 
 
 def test_alarms_match_the_cost_estimate(stack):
-    from infra.planning.cost import alarm_count
 
     env, p, mocks, urns, _ = stack
     alarms = mocks.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
-    assert len(alarms) == alarm_count(p.database.replicas.count)
+    assert len(alarms) == len(p.alarms) == 10 + p.database.replicas.count
     connections = next(a.inputs for a in alarms if a.name.endswith("-db-connections"))
     assert connections["threshold"] == round(p.connection_budget.max_connections * 0.9, 3)
     assert all(a.inputs["alarmActions"] for a in alarms)
@@ -270,7 +271,7 @@ def test_ec2_variant_has_imdsv2_encrypted_volumes_and_limits():
         assert template["blockDeviceMappings"][0]["ebs"]["encrypted"] == "true"
         assert template["instanceType"] == getattr(p.tracking, role).instance_type
         script = base64.b64decode(template["userData"]).decode()
-        assert f"LimitNOFILE={getattr(p.tracking, f'{role}_server').nofile}" in script
+        assert f"LimitNOFILE={getattr(p.tracking, role).server.nofile}" in script
         group = inputs(mocks, "aws:autoscaling/group:Group", f"-{role}")
         fleet = getattr(p.tracking, role)
         assert (group["minSize"], group["maxSize"]) == (fleet.min_count, fleet.max_count)
@@ -286,7 +287,7 @@ def test_rds_proxy_when_the_budget_needs_it():
     assert proxy["requireTls"] is True and proxy["engineFamily"] == "POSTGRESQL"
     assert proxy["auths"][0]["authScheme"] == "SECRETS" and proxy["auths"][0]["iamAuth"] == "DISABLED"
     group = inputs(mocks, "aws:rds/proxyDefaultTargetGroup:ProxyDefaultTargetGroup")
-    assert group["connectionPoolConfig"]["maxConnectionsPercent"] == p.connection_budget.proxy_max_connections_percent
+    assert group["connectionPoolConfig"]["maxConnectionsPercent"] == p.connection_budget.proxy.max_connections_percent
     _, containers = _containers(mocks, "api")
     env_vars = {e["name"]: e["value"] for e in containers["mlflow"]["environment"]}
     assert ".proxy-" in env_vars["DB_HOST"], "the servers connect through the proxy"

@@ -164,7 +164,7 @@ def test_fetch_secret_reads_an_rds_managed_secret_in_the_arns_region(monkeypatch
 
 @pytest.fixture(scope="module")
 def api_command():
-    return list(plan(load_environment(ROOT / "stacks" / "prod.yaml")).tracking.api_server.command)
+    return list(plan(load_environment(ROOT / "stacks" / "prod.yaml")).tracking.api.server.command)
 
 
 def _flag(command, flag):
@@ -387,5 +387,28 @@ def test_dockerfile_matches_the_plan_and_the_console_script(api_command):
     assert 'mlflow-infra-entrypoint = "infra.runtime.entrypoint:main"' in (ROOT / "pyproject.toml").read_text()
     assert 'ENTRYPOINT ["mlflow-infra-entrypoint"]' in dockerfile
     assert f"EXPOSE {PORT}\n" in dockerfile and f"127.0.0.1:{PORT}{HEALTH_PATH}" in dockerfile
-    assert "pip install --no-deps /tmp/src" in dockerfile and "pulumi" not in dockerfile.split("--no-deps")[0].lower()
     assert re.search(r"^USER (?!0\b|root\b)\S+", dockerfile, re.M), "the server does not run as root"
+    # one list of what the server needs: pyproject's [server] extra, installed by the image and by EC2
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    from infra.aws.rendering import Runtime, user_data, with_server_extra
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    server = {re.match(r"[A-Za-z0-9._-]+(\[[^\]]*\])?", r).group(0).lower() for r in extras["server"]}
+    assert server == {"mlflow[auth]", "psycopg[binary]", "boto3", "prometheus-flask-exporter"}, extras["server"]
+    assert not any("pulumi" in r.lower() for r in extras["server"]), "no deploy tooling on a server"
+    installs = [line for line in re.sub(r"\\\n\s*", " ", dockerfile).splitlines() if "pip install" in line]
+    assert installs == ['RUN pip install "mlflow[auth]==${MLFLOW_VERSION}" "/tmp/src[server]" && rm -rf /tmp/src'], installs
+    assert "pulumi" not in dockerfile.lower() and "--no-deps" not in dockerfile
+    assert dockerfile.index("COPY infra /tmp/src/infra") < dockerfile.index("pip install")
+
+    assert with_server_extra("mlflow-infra==0.1.0") == "mlflow-infra[server]==0.1.0"
+    assert with_server_extra("mlflow-infra") == "mlflow-infra[server]"
+    url = "https://artifacts.example.com/mlflow_infra-0.1.0-py3-none-any.whl"
+    assert with_server_extra(url) == f"mlflow-infra[server] @ {url}"
+    assert with_server_extra(f"mlflow-infra @ {url}") == f"mlflow-infra[server] @ {url}"
+    p = plan(load_environment(ROOT / "stacks" / "dev.yaml"))
+    rt = Runtime(image="", region="us-east-1", db_host="db", db_port=5432, replica_host=None, secret_arn="arn:secret",
+                 log_group="/mlflow", artifacts_destination="s3://b/a", load_balancer_host="lb")
+    for spec, requirement in (("mlflow-infra==0.1.0", "'mlflow-infra[server]==0.1.0'"), (url, f"'mlflow-infra[server] @ {url}'")):
+        pips = [line for line in user_data(p.tracking.api, rt, spec, p.tracking.mlflow_version, p.environment).splitlines() if "pip install" in line]
+        assert pips == [f"/opt/mlflow/venv/bin/pip install --quiet 'mlflow[auth]=={default_version}' {requirement}"], pips

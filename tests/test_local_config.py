@@ -1,9 +1,13 @@
-"""The local topology's pure parts: ports, settings, server command and environment; and the CLI's
-refusals of bad input, which must come before anything starts."""
+"""The local topology's pure parts: ports, settings, server command and environment; the CLI's
+refusals of bad input, which must come before anything starts; and the process toolkit's wait and
+stop, which the topology, the benchmark and the server tests share."""
 
 from __future__ import annotations
 
 import resource
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +18,7 @@ from infra import load_environment, plan
 from infra.cli import main
 from infra.runtime.entrypoint import compose_uris
 from infra.local import LocalTopology, LocalTopologyError
-from infra.local.processes import nofile_soft_limit
+from infra.local.processes import group_pids, nofile_soft_limit, stop_group, wait_until
 from infra.local.topology import (
     HBA,
     base_environment,
@@ -41,7 +45,7 @@ def local_plan():
 def test_the_local_environment_plans_one_replica_for_the_ui(local_plan):
     assert local_plan.tier == "development"
     assert local_plan.database.replicas.count == 1
-    assert REPLICA_URI_ENV in local_plan.tracking.ui_server.uri_environment
+    assert REPLICA_URI_ENV in local_plan.tracking.ui.server.uri_environment
 
 
 def test_ports_are_the_base_then_one_per_replica_then_the_servers():
@@ -95,7 +99,7 @@ def test_hba_trusts_only_the_superuser_from_this_machine():
 
 
 def test_the_planned_command_runs_on_127_0_0_1_and_the_local_port(local_plan):
-    planned = local_plan.tracking.api_server.command
+    planned = local_plan.tracking.api.server.command
     command = local_command(planned, 5080, Path("/r/prometheus/api"))
     at = {flag: command[command.index(flag) + 1] for flag in ("--host", "--port", "--expose-prometheus", "--workers")}
     assert at == {"--host": "127.0.0.1", "--port": "5080", "--expose-prometheus": "/r/prometheus/api",
@@ -106,7 +110,7 @@ def test_the_planned_command_runs_on_127_0_0_1_and_the_local_port(local_plan):
 
 
 def test_the_ui_reads_the_replica_on_its_own_port_through_the_entrypoint(local_plan):
-    settings = local_plan.tracking.ui_server
+    settings = local_plan.tracking.ui.server
     env = server_environment(settings, {"PATH": "/bin"}, database_env(15432, 15433), Path("/r/artifacts"), Path("/r/prom"))
     uris = compose_uris(env)  # what the entrypoint hands `mlflow server`
     assert (make_url(uris[PRIMARY_URI_ENV]).port, make_url(uris[REPLICA_URI_ENV]).port) == (15432, 15433)
@@ -164,3 +168,74 @@ def test_purge_refuses_a_directory_that_is_not_a_topology(tmp_path, capsys):
 def test_a_topology_without_an_environment_cannot_come_up(tmp_path):
     with pytest.raises(LocalTopologyError, match="build it with LocalTopology.from_environment"):
         LocalTopology.at(tmp_path).up()
+
+
+# ---------------------------------------------------------------------------------------------
+# the process toolkit: one wait loop, one stop
+
+def test_wait_until_returns_the_first_truthy_result_at_once():
+    calls = []
+
+    def third_call() -> str:
+        calls.append(time.monotonic())
+        return "ready" if len(calls) == 3 else ""
+
+    started = time.monotonic()
+    assert wait_until(third_call, timeout_s=60, interval_s=0.01, what="the third call") == "ready"
+    assert len(calls) == 3, "no call after the predicate held"
+    assert time.monotonic() - started < 30, "it did not wait out the timeout"
+
+
+def test_wait_until_names_what_it_waited_for_when_it_times_out():
+    calls = []
+    with pytest.raises(TimeoutError, match=r"^timed out after 0\.3 s waiting for the replica to replay the WAL$"):
+        wait_until(lambda: calls.append(1), timeout_s=0.3, interval_s=0.05, what="the replica to replay the WAL")
+    assert len(calls) >= 2, "polled until the deadline"
+
+
+def test_wait_until_checks_once_even_with_no_time_left():
+    assert wait_until(lambda: 42, timeout_s=0, interval_s=1, what="an answer") == 42
+
+
+def test_wait_until_lets_the_predicate_give_up_early():
+    def exited():
+        raise RuntimeError("the server exited")
+
+    with pytest.raises(RuntimeError, match="the server exited"):
+        wait_until(exited, timeout_s=60, interval_s=1, what="the server")
+
+
+@pytest.fixture
+def process_group():
+    """A real process group: `sh` and a `sleep 60` it forked, in their own session; always ended."""
+    started = []
+
+    def start(script: str) -> subprocess.Popen:
+        process = subprocess.Popen(["sh", "-c", script], start_new_session=True)
+        started.append(process)
+        # both are up (and the shell's traps set) once the shell has forked its sleep
+        wait_until(lambda: len(group_pids(process.pid)) >= 2, timeout_s=60, interval_s=0.05, what="the group to start")
+        return process
+
+    yield start
+    for process in started:  # stop_group never raises, so this cleanup cannot hide a failure
+        stop_group(process, grace_s=1)
+
+
+def test_stop_group_ends_the_whole_group_and_may_be_called_again(process_group):
+    process = process_group("sleep 60 & wait")
+    stop_group(process)
+    assert group_pids(process.pid) == [], "the leader and the sleep it forked are gone"
+    assert process.returncode == -signal.SIGTERM, "the leader was reaped"
+    stop_group(process)      # again, and by pgid: a group already gone is a no-op
+    stop_group(process.pid)
+
+
+def test_stop_group_kills_what_ignores_sigterm(process_group):
+    # an ignored signal stays ignored across exec, so the sleep ignores SIGTERM too
+    process = process_group("trap '' TERM; sleep 60 & wait")
+    started = time.monotonic()
+    stop_group(process, grace_s=0.5)
+    assert group_pids(process.pid) == []
+    assert process.returncode == -signal.SIGKILL
+    assert time.monotonic() - started < 40, "SIGKILL followed the grace period"

@@ -178,7 +178,7 @@ def test_killing_an_api_worker_mid_burst_loses_no_acknowledged_write(topology, m
     topo, state = topology
     api_pid = topo.read_state()["servers"][0]["pid"]
     workers = processes.uvicorn_workers(api_pid)
-    planned = int(topo.plan.tracking.api_server.command[topo.plan.tracking.api_server.command.index("--workers") + 1])
+    planned = int(topo.plan.tracking.api.server.command[topo.plan.tracking.api.server.command.index("--workers") + 1])
     assert len(workers) == planned, f"uvicorn runs the planned {planned} workers: {workers}"
 
     client = MlflowClient(state.api_url)

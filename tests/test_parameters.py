@@ -96,6 +96,8 @@ def test_every_required_parameter_is_set_with_a_reason_and_apply_method():
     ("shared_buffers", "pending-reboot"), ("max_connections", "pending-reboot"),
     ("shared_preload_libraries", "pending-reboot"), ("wal_buffers", "pending-reboot"),
     ("autovacuum_max_workers", "pending-reboot"), ("max_worker_processes", "pending-reboot"),
+    ("pg_stat_statements.max", "pending-reboot"), ("pg_stat_statements.track", "immediate"),
+    ("autovacuum_naptime", "immediate"), ("jit", "immediate"), ("wal_compression", "immediate"),
     ("work_mem", "immediate"), ("effective_cache_size", "immediate"), ("synchronous_commit", "immediate"),
     ("rds.force_ssl", "immediate"), ("checkpoint_timeout", "immediate"), ("max_wal_size", "immediate"),
 ])
@@ -154,3 +156,129 @@ def test_local_build_without_lz4_gets_pglz():
     settings, _, adapted = p.server_settings(primary_parameters(BASE), lz4=False)
     assert settings["wal_compression"] == "pglz"
     assert adapted == ["wal_compression lz4 -> pglz (this PostgreSQL build has no lz4)"]
+
+
+# --- the whole set for a machine: inputs in, every setting out ---------------------------------------
+
+PROD_LIKE = ParameterInputs(memory_bytes=64 * GIB, vcpu=8, max_connections=2_310, engine_major=17,
+                            wal_mib_per_s=0.9388, log_min_duration_ms=500)
+DEV_LIKE = ParameterInputs(memory_bytes=4 * GIB, vcpu=2, max_connections=173, engine_major=17,
+                           wal_mib_per_s=0.0078, log_min_duration_ms=250)
+BIG_WAL = ParameterInputs(memory_bytes=512 * GIB, vcpu=64, max_connections=5_000, engine_major=16,
+                          wal_mib_per_s=25.0, log_min_duration_ms=1_000)
+
+
+@pytest.mark.parametrize("inputs,expected", [
+    (PROD_LIKE, {
+        "shared_buffers": "2097152",          # 64 GiB / 4 / 8 kB
+        "effective_cache_size": "6291456",    # 48 GiB / 8 kB
+        "work_mem": "7237",                   # 48 GiB / ((2310 + 8) x 3) = 7,411,505 B
+        "maintenance_work_mem": "2097152",    # 4 GiB capped at 2 GiB
+        "autovacuum_work_mem": "1048576",     # 4 GiB / 3 workers capped at 1 GiB
+        "wal_buffers": "2048",                # 3% of 16 GiB capped at 16 MiB
+        "min_wal_size": "2048",
+        "max_wal_size": "8192",               # 0.94 MiB/s x 900 s x 2 = 1,690 MB < 8 GB
+        "max_connections": "2310",
+        "max_worker_processes": "8",
+        "max_parallel_workers": "8",
+        "max_parallel_workers_per_gather": "4",
+        "autovacuum_max_workers": "3",        # 8 // 8 + 2 = 3
+        "log_min_duration_statement": "500",
+    }),
+    (DEV_LIKE, {
+        "shared_buffers": "131072",
+        "effective_cache_size": "393216",
+        "work_mem": "5793",                   # 3 GiB / ((173 + 8) x 3) = 5,932,275 B
+        "maintenance_work_mem": "262144",     # 256 MiB
+        "autovacuum_work_mem": "87381",       # 256 MiB / 3
+        "wal_buffers": "2048",                # 3% of 1 GiB = 30.7 MiB, capped at 16 MiB
+        "min_wal_size": "2048",
+        "max_wal_size": "8192",
+        "max_connections": "173",
+        "max_worker_processes": "8",          # PostgreSQL's default below 4 vCPUs
+        "max_parallel_workers": "8",
+        "max_parallel_workers_per_gather": "0",
+        "autovacuum_max_workers": "3",
+        "log_min_duration_statement": "250",
+    }),
+    (BIG_WAL, {
+        "shared_buffers": "16777216",         # 128 GiB
+        "effective_cache_size": "50331648",
+        "work_mem": "26504",                  # 384 GiB / ((5000 + 64) x 3) = 27,140,393 B
+        "maintenance_work_mem": "2097152",
+        "autovacuum_work_mem": "1048576",     # 32 GiB / 10 workers capped at 1 GiB
+        "wal_buffers": "2048",
+        "min_wal_size": "2048",               # a quarter of 45,000 is more; 2 GB stays
+        "max_wal_size": "45000",              # 25 MiB/s x 900 s x 2
+        "max_connections": "5000",
+        "max_worker_processes": "64",
+        "max_parallel_workers": "64",
+        "max_parallel_workers_per_gather": "4",
+        "autovacuum_max_workers": "10",       # 64 // 8 + 2 = 10, the cap
+        "log_min_duration_statement": "1000",
+    }),
+])
+def test_machine_dependent_settings(inputs, expected):
+    params = by_name(primary_parameters(inputs))
+    assert {name: params[name].value for name in expected} == expected
+
+
+FIXED = [
+    # name, value, unit: the same on every machine and workload
+    ("checkpoint_timeout", "900", "s"),
+    ("checkpoint_completion_target", "0.9", ""),
+    ("random_page_cost", "1.1", ""),
+    ("effective_io_concurrency", "200", ""),
+    ("shared_preload_libraries", "pg_stat_statements", ""),
+    ("pg_stat_statements.track", "top", ""),
+    ("pg_stat_statements.max", "10000", ""),
+    ("track_io_timing", "1", ""),
+    ("log_autovacuum_min_duration", "10000", "ms"),
+    ("idle_in_transaction_session_timeout", "60000", "ms"),
+    ("autovacuum_naptime", "15", "s"),
+    ("autovacuum_vacuum_scale_factor", "0.02", ""),
+    ("autovacuum_analyze_scale_factor", "0.01", ""),
+    ("autovacuum_vacuum_insert_scale_factor", "0.05", ""),
+    ("autovacuum_vacuum_cost_limit", "2000", ""),
+    ("fsync", "1", ""),
+    ("full_page_writes", "1", ""),
+    ("rds.force_ssl", "1", ""),
+    ("jit", "0", ""),
+    ("wal_compression", "lz4", ""),
+]
+
+
+@pytest.mark.parametrize("inputs", [PROD_LIKE, DEV_LIKE, BIG_WAL], ids=["prod-like", "dev-like", "big-wal"])
+@pytest.mark.parametrize("name,value,unit", FIXED)
+def test_fixed_settings(inputs, name, value, unit):
+    param = by_name(primary_parameters(inputs))[name]
+    assert (param.value, param.unit) == (value, unit)
+
+
+@pytest.mark.parametrize("name,reason", [
+    # reasons that quote the constant they explain, and the ones that quote the inputs
+    ("checkpoint_timeout", "15 min instead of 5: fewer full-page images for a write-heavy logging load"),
+    ("checkpoint_completion_target", "spread checkpoint writes over 90% of the interval (PGTune; the default since PG 14)"),
+    ("autovacuum_naptime", "check tables every 15 s instead of 60: latest_metrics is updated on every logging call"),
+    ("log_autovacuum_min_duration", "log autovacuum runs over 10 s: metric tables are where vacuum falls behind"),
+    ("autovacuum_vacuum_scale_factor",
+     "vacuum after 2% dead rows, not 20%: big update-heavy tables (latest_metrics) bloat otherwise"),
+    ("autovacuum_analyze_scale_factor", "re-analyse after 1% change so search plans track fast-growing tables"),
+    ("autovacuum_vacuum_insert_scale_factor",
+     "insert-only metrics: vacuum sets visibility bits after 5% new rows (index-only scans)"),
+    ("min_wal_size", "2 GB (PGTune OLTP): recycled WAL segments instead of new files"),
+    ("shared_buffers", "25% of 64 GiB RAM (PGTune; RDS's own default ratio)"),
+    ("work_mem", "(RAM - shared_buffers) / ((max_connections 2310 + 8 workers) x 3), floor 4 MB (PGTune)"),
+    ("autovacuum_work_mem", "RAM/16 shared by 3 autovacuum workers, at most 1 GB each (vacuum's own cap before PG 17)"),
+    ("max_wal_size", "8 GB (PGTune OLTP) or 2x the WAL written in one checkpoint_timeout at 0.9 MiB/s:"
+                     " checkpoints stay timed, not forced"),
+])
+def test_reasons_state_the_values(name, reason):
+    assert by_name(primary_parameters(PROD_LIKE))[name].reason == reason
+
+
+def test_replica_standby_settings_and_reasons():
+    replica = by_name(replica_parameters(PROD_LIKE))
+    assert (replica["max_standby_streaming_delay"].value, replica["max_standby_streaming_delay"].unit) == ("30000", "ms")
+    assert replica["max_standby_streaming_delay"].reason.startswith("replay may wait 30 s for a running search")
+    assert (replica["hot_standby_feedback"].value, replica["hot_standby_feedback"].apply_method) == ("1", "immediate")

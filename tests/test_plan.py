@@ -49,11 +49,11 @@ def test_every_decision_carries_a_reason():
 
 def test_plan_reaches_server_settings():
     p = plan(load_environment("prod"))
-    api, ui = p.tracking.api_server, p.tracking.ui_server
+    api, ui = p.tracking.api.server, p.tracking.ui.server
     assert api.command[:2] == ("mlflow", "server")
     assert api.command[api.command.index("--workers") + 1] == str(p.tracking.api.workers)
-    assert api.environment["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"] == str(p.connection_budget.api_pool.pool_size)
-    assert api.environment["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"] == str(p.connection_budget.api_pool.max_overflow)
+    assert api.environment["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"] == str(p.tracking.api.pool.pool_size)
+    assert api.environment["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"] == str(p.tracking.api.pool.max_overflow)
     assert "--expose-prometheus" in api.command
     assert api.nofile >= 65_536 and ui.nofile >= 65_536
     assert "MLFLOW_READ_REPLICA_BACKEND_STORE_URI" in ui.uri_environment
@@ -144,3 +144,27 @@ def test_planning_and_the_cli_never_load_pulumi():
             " print(sorted(m for m in sys.modules if m.split('.')[0] in ('pulumi', 'pulumi_aws')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("env", [*SHIPPED, "local"])
+def test_storage_alarm_follows_autoscaling(env):
+    """RDS autoscaling keeps 10% of the current allocation free; the alarm fires under half of that of
+    the first allocation, so a working autoscaling never trips it (docs/aws-constraints.md)."""
+    p = plan(load_environment(env))
+    storage = next(a for a in p.alarms if a.key == "db-storage")
+    s = p.database.storage
+    assert s.max_allocated_gib > s.allocated_gib
+    assert storage.threshold <= s.allocated_gib * 1024**3 * 0.05
+    assert storage.threshold == round(s.allocated_gib * 1024**3 * min(5, p_alarm_percent(env)) / 100, 3)
+
+
+def p_alarm_percent(env):
+    return load_environment(env).alarms.db_free_storage_percent
+
+
+def test_plan_owns_the_alarms_the_cost_counts():
+    p = plan(load_environment("prod"))
+    assert len(p.alarms) == 10 + p.database.replicas.count
+    line = next(line for line in p.cost.lines if line.component == "monitoring and secrets")
+    assert line.detail.startswith(f"{len(p.alarms)} alarms")
+    assert len({a.key for a in p.alarms}) == len(p.alarms)

@@ -51,7 +51,7 @@ def test_connection_budget_always_fits(workload, tier, proxy):
     params = {x.name: x.value for x in p.database.primary_parameters}
     assert int(params["max_connections"]) == b.max_connections
     if b.rds_proxy:
-        assert b.max_connections * b.proxy_max_connections_percent // 100 + b.reserve <= b.max_connections
+        assert b.max_connections * b.proxy.max_connections_percent // 100 + b.reserve <= b.max_connections
     else:
         assert b.fleet_connections + b.reserve <= b.max_connections
     assert b.ui_replica_connections + b.reserve <= b.max_connections

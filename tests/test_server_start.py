@@ -81,7 +81,7 @@ def group_command_lines(pgid: int) -> list[str]:
 
 
 def test_api_server_logs_runs_through_the_planned_command(tracking, database, tmp_path):
-    settings = tracking.api_server
+    settings = tracking.api.server
     port = free_port()
     command = local_command(settings.command, port, tmp_path / "prometheus")
     env = server_env(settings, database, tmp_path)
@@ -128,7 +128,7 @@ def test_api_server_logs_runs_through_the_planned_command(tracking, database, tm
 
 
 def test_ui_server_reads_through_the_replica_uri(tracking, database, tmp_path):
-    settings = tracking.ui_server
+    settings = tracking.ui.server
     assert REPLICA_URI_ENV in settings.uri_environment, "prod's UI reads from a replica"
     port = free_port()
     command = local_command(settings.command, port, tmp_path / "prometheus")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from infra.planning import catalogue
-from infra.planning.connections import memory_ceiling, plan_connection_budget
+from infra.planning.connections import pool_for, memory_ceiling, plan_connection_budget
 from infra.planning.cost import instance_hourly
 from infra.planning.demand import Coefficients, coefficients, demand
 from infra.spec import SpecInvalid
@@ -90,17 +90,15 @@ def test_logging_hours_spread_runs_and_cut_daily_rows():
 
 @pytest.mark.parametrize("jobs,calls,metrics,retention,allocated,iops,provisioned", [
     (10, 6, 10, 30, 20, 3_000, False),          # tiny: the 20 GiB gp3 minimum
-    (300, 12, 20, 180, 1_969, 12_000, True),    # prod-like: 90 days of growth is above 400 GiB anyway
+    (300, 12, 20, 180, 1_596, 12_000, True),    # prod-like: 30 days of growth + 25% free is above 400 GiB anyway
     (2_000, 60, 1, 1, 400, 12_000, True),       # many small commits: raised to 400 GiB to get more than 3,000 IOPS
 ])
 def test_storage(jobs, calls, metrics, retention, allocated, iops, provisioned):
     d = demand(workload(concurrent_training_jobs=jobs, logging_calls_per_job_per_minute=calls,
                         metrics_per_call=metrics, retention_days=retention, runs_per_day=8000), K)
     s = plan_storage(d, retention, None, None, "f.yaml")
+    assert (s.allocated_gib, s.iops, s.iops_provisioned) == (allocated, iops, provisioned)
     assert (s.allocated_gib >= 400) == provisioned
-    if allocated in (20, 400):
-        assert s.allocated_gib == allocated
-    assert s.iops == max(iops, min(64_000, s.needed_iops)) if provisioned else s.iops == 3_000
     assert s.max_allocated_gib >= max(s.allocated_gib, d.storage_at_retention_gib)
     if allocated == 400:
         assert "raised to 400 GiB" in s.reason
@@ -147,6 +145,10 @@ def test_fleet_overrides():
     assert (f.vcpu, f.memory_gib, f.workers, f.min_count, f.max_count) == (4, 8, 6, 3, 9)
 
 
+# no burst known: the minimum overflow (see test_overflow_covers_a_burst_of_every_client)
+API_POOL, UI_POOL = pool_for("api"), pool_for("ui")
+
+
 @pytest.mark.parametrize("api_max,ui_max,replicas,memory_gib,mode,proxy,max_connections", [
     (3, 3, 1, 32, "auto", False, 222),      # 3x4x2x5 = 120 + 3x2x2x4 = 48 + reserve 17 = 185, x1.2
     (2, 2, 0, 4, "auto", False, 154),       # 80 + 32 + reserve 16 = 128, x1.2
@@ -155,15 +157,15 @@ def test_fleet_overrides():
     (2, 2, 0, 4, "on", True, 450),          # asked for
 ])
 def test_connection_budget(api_max, ui_max, replicas, memory_gib, mode, proxy, max_connections):
-    b = plan_connection_budget(api_max=api_max, api_workers=4, ui_max=ui_max, ui_workers=2, replicas=replicas,
+    b = plan_connection_budget(api_max=api_max, api_workers=4, api_pool=API_POOL, ui_max=ui_max, ui_workers=2, ui_pool=UI_POOL, replicas=replicas,
                                memory_bytes=memory_gib * 1024**3, proxy_mode=mode)
     assert b.rds_proxy == proxy
     assert b.max_connections == max_connections
     # two engines (tracking and model registry stores) per worker process
     assert b.engines_per_worker == 2
-    assert b.api_connections == api_max * 4 * 2 * (b.api_pool.pool_size + b.api_pool.max_overflow)
+    assert b.api_connections == api_max * 4 * 2 * API_POOL.per_worker
     if proxy:
-        assert b.max_connections * b.proxy_max_connections_percent // 100 + b.reserve <= b.max_connections
+        assert b.max_connections * b.proxy.max_connections_percent // 100 + b.reserve <= b.max_connections
     else:
         assert b.fleet_connections + b.reserve <= b.max_connections
 
@@ -184,7 +186,7 @@ def test_overflow_covers_a_burst_of_every_client(role, clients, workers, overflo
 
 
 def test_basic_auth_adds_an_engine_per_worker():
-    b = plan_connection_budget(api_max=2, api_workers=4, ui_max=2, ui_workers=2, replicas=1,
+    b = plan_connection_budget(api_max=2, api_workers=4, api_pool=API_POOL, ui_max=2, ui_workers=2, ui_pool=UI_POOL, replicas=1,
                                memory_bytes=32 * 1024**3, proxy_mode="auto", auth="basic")
     assert b.engines_per_worker == 3
     assert b.api_connections == 2 * 4 * 3 * 5 and b.ui_replica_connections == 2 * 2 * 3 * 4
@@ -192,7 +194,7 @@ def test_basic_auth_adds_an_engine_per_worker():
 
 def test_budget_refuses_proxy_off_when_it_cannot_fit():
     with pytest.raises(SpecInvalid) as exc:
-        plan_connection_budget(api_max=40, api_workers=4, ui_max=2, ui_workers=2, replicas=0,
+        plan_connection_budget(api_max=40, api_workers=4, api_pool=API_POOL, ui_max=2, ui_workers=2, ui_pool=UI_POOL, replicas=0,
                                memory_bytes=4 * 1024**3, proxy_mode="off", source_file="s.yaml", instance_class="db.t4g.medium")
     assert str(exc.value).startswith("s.yaml: database.rds_proxy: 'off' is not allowed for this plan")
 

@@ -57,6 +57,6 @@ class ArtifactStore(pulumi.ComponentResource):
 
 def bucket_policy(bucket_arn: str, write: bool) -> str:
     """The task role's access: the artifact bucket only; the UI reads, the API also writes."""
-    actions = ["s3:GetObject", "s3:ListBucket"] + (["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"] if write else [])
+    actions = ["s3:GetObject", "s3:ListBucket", *(["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"] if write else [])]
     return json.dumps({"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Action": actions, "Resource": [bucket_arn, f"{bucket_arn}/*"]}]})

@@ -1,17 +1,13 @@
-"""Network placement (reference text fix 6): the tracking platform sits in the training compute's
+"""Network placement (bottleneck 6, network distance): the tracking platform sits in the training compute's
 VPC and zones, or in a new VPC peered with it; S3 stays on a gateway endpoint; security groups
 open only what each hop needs, and nothing reaches the database from 0.0.0.0/0."""
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
-
-from ..planning.cost import INTERFACE_ENDPOINT_SERVICES
-from ..planning.server_command import PORT
 
 DB_PORT = 5432
 
@@ -19,7 +15,9 @@ DB_PORT = 5432
 @dataclass
 class NetworkArgs:
     """Where the platform goes. Either `training_vpc_id` + `training_subnet_ids` (placed there), or
-    `new_vpc_cidr` + `availability_zones` (a new VPC, peered with the training VPC if one is given)."""
+    `new_vpc_cidr` + `availability_zones` + one private (and, with NAT or a public UI, one public)
+    subnet CIDR per zone (a new VPC, peered with the training VPC if one is given).
+    `infra.planning.plan.subnet_cidrs(cidr, zones)` carves them the way the plan does."""
 
     region: str
     availability_zones: list[str]
@@ -28,18 +26,31 @@ class NetworkArgs:
     training_subnet_ids: list[str] = field(default_factory=list)
     training_route_table_ids: list[str] = field(default_factory=list)
     new_vpc_cidr: str | None = None
+    private_subnet_cidrs: list[str] = field(default_factory=list)
+    public_subnet_cidrs: list[str] = field(default_factory=list)
     nat_gateway: bool = True
-    public_subnets: bool = False   # an internet-facing UI load balancer needs them
+    """One NAT gateway per zone (new VPC); without NAT, pass the interface endpoints tasks need."""
+    interface_endpoint_services: list[str] = field(default_factory=list)
+    """Interface endpoints to create, such as ecr.api, ecr.dkr, logs, secretsmanager (no NAT)."""
+    public_subnets: bool = False
+    """An internet-facing UI load balancer needs public subnets."""
     internet_facing_ui: bool = False
+    tracking_port: int = 5000
+    """The port the MLflow servers listen on."""
     tags: dict[str, str] = field(default_factory=dict)
 
-
-def subnet_cidrs(vpc_cidr: str, zones: int) -> tuple[list[str], list[str]]:
-    """Private subnets first (/20 in a /16: room for thousands of Fargate ENIs), public after."""
-    network = ipaddress.ip_network(vpc_cidr)
-    new_prefix = min(network.prefixlen + 4, 28)
-    blocks = [str(b) for b in network.subnets(new_prefix=new_prefix)]
-    return blocks[:zones], blocks[zones:2 * zones]
+    def check(self) -> None:
+        """Raise ValueError naming the field when the placement is incomplete; nothing is created then."""
+        if self.new_vpc_cidr is None:
+            if not self.training_vpc_id or not self.training_subnet_ids:
+                raise ValueError("NetworkArgs: training_vpc_id and training_subnet_ids are required without new_vpc_cidr")
+            return
+        zones = len(self.availability_zones)
+        if len(self.private_subnet_cidrs) != zones:
+            raise ValueError(f"NetworkArgs.private_subnet_cidrs: {len(self.private_subnet_cidrs)} given; expected one per zone ({zones})")
+        if (self.nat_gateway or self.public_subnets) and len(self.public_subnet_cidrs) != zones:
+            raise ValueError(f"NetworkArgs.public_subnet_cidrs: {len(self.public_subnet_cidrs)} given; expected one per zone ({zones})"
+                             " with nat_gateway or public_subnets")
 
 
 class TrackingNetwork(pulumi.ComponentResource):
@@ -51,11 +62,11 @@ class TrackingNetwork(pulumi.ComponentResource):
         super().__init__("mlflow-infra:network:TrackingNetwork", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = args.tags
+        args.check()
+        port = args.tracking_port
         public_ids: list = []
         private_route_tables: list = []
         if args.new_vpc_cidr is None:
-            if not args.training_vpc_id or not args.training_subnet_ids:
-                raise ValueError("NetworkArgs: training_vpc_id and training_subnet_ids are required without new_vpc_cidr")
             vpc_id: pulumi.Input[str] = args.training_vpc_id
             vpc_cidr = args.training_cidr
             private_ids: list = list(args.training_subnet_ids)
@@ -64,7 +75,7 @@ class TrackingNetwork(pulumi.ComponentResource):
             vpc = aws.ec2.Vpc(f"{name}-vpc", cidr_block=args.new_vpc_cidr, enable_dns_support=True,
                               enable_dns_hostnames=True, tags={**tags, "Name": f"{name}-vpc"}, opts=child)
             vpc_id, vpc_cidr = vpc.id, args.new_vpc_cidr
-            private_cidrs, public_cidrs = subnet_cidrs(args.new_vpc_cidr, len(args.availability_zones))
+            private_cidrs, public_cidrs = args.private_subnet_cidrs, args.public_subnet_cidrs
             private_ids = []
             needs_public = args.nat_gateway or args.public_subnets
             if needs_public:
@@ -113,7 +124,7 @@ class TrackingNetwork(pulumi.ComponentResource):
         self.api_lb_sg = aws.ec2.SecurityGroup(
             f"{name}-api-lb", vpc_id=vpc_id, description="Internal MLflow API load balancer",
             ingress=[{"protocol": "tcp", "from_port": 80, "to_port": 80, "description": "training compute", **api_sources}],
-            egress=[{"protocol": "tcp", "from_port": PORT, "to_port": PORT, "cidr_blocks": [vpc_cidr], "description": "tracking tasks"}],
+            egress=[{"protocol": "tcp", "from_port": port, "to_port": port, "cidr_blocks": [vpc_cidr], "description": "tracking tasks"}],
             tags={**tags, "Name": f"{name}-api-lb"}, opts=child)
         if args.internet_facing_ui:
             ui_ingress = [{"protocol": "tcp", "from_port": p, "to_port": p, "cidr_blocks": ["0.0.0.0/0"],
@@ -123,11 +134,11 @@ class TrackingNetwork(pulumi.ComponentResource):
                            "description": "people on the VPC network"}]
         self.ui_lb_sg = aws.ec2.SecurityGroup(
             f"{name}-ui-lb", vpc_id=vpc_id, description="MLflow UI load balancer", ingress=ui_ingress,
-            egress=[{"protocol": "tcp", "from_port": PORT, "to_port": PORT, "cidr_blocks": [vpc_cidr], "description": "tracking tasks"}],
+            egress=[{"protocol": "tcp", "from_port": port, "to_port": port, "cidr_blocks": [vpc_cidr], "description": "tracking tasks"}],
             tags={**tags, "Name": f"{name}-ui-lb"}, opts=child)
         self.tasks_sg = aws.ec2.SecurityGroup(
             f"{name}-tasks", vpc_id=vpc_id, description="MLflow tracking servers",
-            ingress=[{"protocol": "tcp", "from_port": PORT, "to_port": PORT, "description": "load balancers",
+            ingress=[{"protocol": "tcp", "from_port": port, "to_port": port, "description": "load balancers",
                       "security_groups": [self.api_lb_sg.id, self.ui_lb_sg.id]}],
             # image pulls, CloudWatch Logs, Secrets Manager and S3 over 443; the database on 5432
             egress=[{"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": ["0.0.0.0/0"], "description": "AWS APIs"},
@@ -144,12 +155,12 @@ class TrackingNetwork(pulumi.ComponentResource):
             ingress=[{"protocol": "tcp", "from_port": DB_PORT, "to_port": DB_PORT, "description": "servers and proxy",
                       "security_groups": [self.tasks_sg.id, self.proxy_sg.id]}],
             tags={**tags, "Name": f"{name}-db"}, opts=child)
-        if not args.nat_gateway:
+        if args.interface_endpoint_services:
             endpoint_sg = aws.ec2.SecurityGroup(
                 f"{name}-endpoints", vpc_id=vpc_id, description="Interface endpoints for ECR, logs, Secrets Manager",
                 ingress=[{"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": [vpc_cidr], "description": "VPC"}],
                 tags={**tags, "Name": f"{name}-endpoints"}, opts=child)
-            for service in INTERFACE_ENDPOINT_SERVICES:
+            for service in args.interface_endpoint_services:
                 aws.ec2.VpcEndpoint(f"{name}-{service.replace('.', '-')}", vpc_id=vpc_id,
                                     service_name=f"com.amazonaws.{args.region}.{service}", vpc_endpoint_type="Interface",
                                     private_dns_enabled=True, subnet_ids=private_ids, security_group_ids=[endpoint_sg.id],

@@ -1,4 +1,4 @@
-"""The tracking servers (reference text fix 5): API and UI as separate services behind their own
+"""The tracking servers (bottleneck 5, a starved server): API and UI as separate services behind their own
 load balancers, each sized and autoscaled by the plan; ECS Fargate by default, EC2 as an option.
 The API load balancer is internal (training traffic stays in the VPC); the UI's is internal unless
 asked otherwise, and then HTTPS only."""
@@ -12,25 +12,43 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from ..planning.plan import CapacityPlan
-from .rendering import LOG_RETENTION_DAYS, Runtime, container_definitions, task_size, user_data
-from ..planning.server_command import HEALTH_PATH, PORT
-from ..planning.sizing import SERVER_TARGET_CPU
+from ..planning.plan import TierPlan
 from .artifacts import bucket_policy
+from .iam import assume_role_policy, secret_read_policy
+from .rendering import LOG_RETENTION_DAYS, Runtime, container_definitions, user_data
 
-ROLES = ("api", "ui")
-ASSUME_ECS_TASKS = json.dumps({"Version": "2012-10-17", "Statement": [{
-    "Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": "ecs-tasks.amazonaws.com"}}]})
-ASSUME_EC2 = json.dumps({"Version": "2012-10-17", "Statement": [{
-    "Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": "ec2.amazonaws.com"}}]})
+ASSUME_ECS_TASKS = assume_role_policy("ecs-tasks.amazonaws.com")
+ASSUME_EC2 = assume_role_policy("ec2.amazonaws.com")
 # Amazon Linux 2023 for arm64 (Graviton), resolved by EC2 at launch from the public SSM parameter.
 AL2023_ARM64 = "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 
 
 @dataclass
+class FleetResources:
+    """What one tier (api or ui) got: its load balancer and target group, and either an ECS service
+    with its task definition or an Auto Scaling group with its launch template."""
+
+    load_balancer: aws.lb.LoadBalancer
+    target_group: aws.lb.TargetGroup
+    url: pulumi.Output[str]
+    service: aws.ecs.Service | None = None
+    task_definition: aws.ecs.TaskDefinition | None = None
+    autoscaling_group: aws.autoscaling.Group | None = None
+    launch_template: aws.ec2.LaunchTemplate | None = None
+
+
+@dataclass
 class ServiceArgs:
-    plan: CapacityPlan
+    """The server tiers and where they run. `tiers` are the plan's (`plan.tracking.tiers`): each
+    carries its size, workers, pool, command line, scaling target and counts."""
+
+    tiers: list[TierPlan]
+    compute: str
+    """ecs (Fargate, arm64) or ec2 (Graviton instances from the tiers' instance types)."""
+    mlflow_version: str
+    """The image tag pushed to the repository, and the version EC2 instances install."""
+    environment: str
     vpc_id: pulumi.Input[str]
     private_subnet_ids: pulumi.Input[list[str]]
     public_subnet_ids: pulumi.Input[list[str]]
@@ -47,42 +65,47 @@ class ServiceArgs:
     ui_internet_facing: bool = False
     ui_certificate_arn: str | None = None
     entrypoint_package: str = "mlflow-infra"
+    """What EC2 instances pip-install for the entrypoint (a wheel URL or "mlflow-infra==X")."""
+    production: bool = True
+    """Deletion protection on the load balancers; the image repository is never force-deleted."""
     tags: dict[str, str] = field(default_factory=dict)
 
 
 class TrackingService(pulumi.ComponentResource):
+    """Outputs: `api_url`, `ui_url`, `repository` (push the image here), `fleets` (by role)."""
+
     def __init__(self, name: str, args: ServiceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlflow-infra:service:TrackingService", name, None, opts)
         self._child = pulumi.ResourceOptions(parent=self)
-        plan, tags = args.plan, args.tags
-        production = plan.tier == "production"
+        tags, production = args.tags, args.production
+        roles = [t.role for t in args.tiers]
+        if sorted(roles) != ["api", "ui"]:
+            raise ValueError(f"ServiceArgs.tiers: roles {roles} are not allowed; expected one api and one ui tier")
 
         self.repository = aws.ecr.Repository(
             f"{name}-image", image_tag_mutability="IMMUTABLE", image_scanning_configuration={"scan_on_push": True},
             encryption_configurations=[{"encryption_type": "KMS"}], force_delete=not production, tags=tags, opts=self._child)
         self.image = (pulumi.Output.from_input(args.image) if args.image
-                      else self.repository.repository_url.apply(lambda url: f"{url}:{plan.tracking.mlflow_version}"))
-        self.load_balancers: dict[str, aws.lb.LoadBalancer] = {}
-        self.target_groups: dict[str, aws.lb.TargetGroup] = {}
-        for role in ROLES:
-            self._load_balancer(name, role, args, production)
+                      else self.repository.repository_url.apply(lambda url: f"{url}:{args.mlflow_version}"))
+        self.fleets: dict[str, FleetResources] = {t.role: self._load_balancer(name, t, args, production) for t in args.tiers}
 
-        if plan.tracking.compute == "ecs":
+        self.cluster = None
+        if args.compute == "ecs":
             self.cluster = aws.ecs.Cluster(f"{name}-cluster", settings=[{"name": "containerInsights", "value": "enabled"}],
                                            tags=tags, opts=self._child)
-            for role in ROLES:
-                self._ecs_service(name, role, args)
+            for tier in args.tiers:
+                self._ecs_service(name, tier, args)
         else:
-            for role in ROLES:
-                self._ec2_fleet(name, role, args)
+            for tier in args.tiers:
+                self._ec2_fleet(name, tier, args)
 
-        self.api_url = self.load_balancers["api"].dns_name.apply(lambda d: f"http://{d}")
-        scheme = "https" if args.ui_internet_facing else "http"
-        self.ui_url = self.load_balancers["ui"].dns_name.apply(lambda d: f"{scheme}://{d}")
+        self.api_url = self.fleets["api"].url
+        self.ui_url = self.fleets["ui"].url
         self.register_outputs({"api_url": self.api_url, "ui_url": self.ui_url})
 
     # -- load balancers ---------------------------------------------------------------------------
-    def _load_balancer(self, name: str, role: str, args: ServiceArgs, production: bool) -> None:
+    def _load_balancer(self, name: str, tier: TierPlan, args: ServiceArgs, production: bool) -> FleetResources:
+        role, server = tier.role, tier.server
         public = role == "ui" and args.ui_internet_facing
         sg = args.api_lb_security_group_id if role == "api" else args.ui_lb_security_group_id
         lb = aws.lb.LoadBalancer(
@@ -92,10 +115,10 @@ class TrackingService(pulumi.ComponentResource):
             idle_timeout=120,  # a large search or artifact listing may take a while
             tags=args.tags, opts=self._child)
         tg = aws.lb.TargetGroup(
-            f"{name}-{role}", port=PORT, protocol="HTTP", vpc_id=args.vpc_id,
-            target_type="ip" if args.plan.tracking.compute == "ecs" else "instance",
+            f"{name}-{role}", port=server.port, protocol="HTTP", vpc_id=args.vpc_id,
+            target_type="ip" if args.compute == "ecs" else "instance",
             deregistration_delay=30,
-            health_check={"path": HEALTH_PATH, "matcher": "200", "interval": 15, "timeout": 5,
+            health_check={"path": server.health_path, "matcher": "200", "interval": 15, "timeout": 5,
                           "healthy_threshold": 2, "unhealthy_threshold": 3},
             tags=args.tags, opts=self._child)
         forward = [{"type": "forward", "target_group_arn": tg.arn}]
@@ -110,91 +133,89 @@ class TrackingService(pulumi.ComponentResource):
         else:
             aws.lb.Listener(f"{name}-{role}-http", load_balancer_arn=lb.arn, port=80, protocol="HTTP",
                             default_actions=forward, tags=args.tags, opts=self._child)
-        self.load_balancers[role], self.target_groups[role] = lb, tg
+        scheme = "https" if public else "http"
+        return FleetResources(lb, tg, lb.dns_name.apply(lambda d: f"{scheme}://{d}"))
 
     # -- the runtime strings every rendering needs ---------------------------------------------------
     def _runtime(self, role: str, args: ServiceArgs, log_group: pulumi.Input[str]) -> pulumi.Output[Runtime]:
+        """The resolved strings every rendering needs; the UI reads the first replica (one per task
+        until the UI is spread over replicas)."""
         replica = args.replica_endpoints[0] if args.replica_endpoints else ""
         region = aws.get_region_output().region
         return pulumi.Output.all(self.image, region, args.db_endpoint, replica, args.secret_arn, log_group,
-                                 args.artifacts_destination, self.load_balancers[role].dns_name).apply(
+                                 args.artifacts_destination, self.fleets[role].load_balancer.dns_name).apply(
             lambda v: Runtime(image=v[0], region=v[1], db_host=v[2], db_port=5432, replica_host=v[3] or None,
                               secret_arn=v[4], log_group=v[5], artifacts_destination=v[6], load_balancer_host=v[7]))
 
-    def _task_role(self, name: str, role: str, args: ServiceArgs, assume: str) -> aws.iam.Role:
+    def _task_role(self, name: str, tier: TierPlan, args: ServiceArgs, assume: str) -> aws.iam.Role:
+        role = tier.role
         task_role = aws.iam.Role(f"{name}-{role}-task", assume_role_policy=assume, tags=args.tags, opts=self._child)
         aws.iam.RolePolicy(f"{name}-{role}-artifacts", role=task_role.id,
-                           policy=pulumi.Output.from_input(args.bucket_arn).apply(lambda arn: bucket_policy(arn, write=role == "api")),
+                           policy=pulumi.Output.from_input(args.bucket_arn).apply(lambda arn: bucket_policy(arn, write=tier.writes_artifacts)),
                            opts=self._child)
         return task_role
 
     def _secret_policy(self, args: ServiceArgs) -> pulumi.Output[str]:
-        return pulumi.Output.all(args.secret_arn, args.kms_key_arn).apply(lambda v: json.dumps({
-            "Version": "2012-10-17", "Statement": [
-                {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": v[0]},
-                {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": v[1]}]}))
+        return secret_read_policy(args.secret_arn, args.kms_key_arn)
 
     # -- ECS Fargate ---------------------------------------------------------------------------------
-    def _ecs_service(self, name: str, role: str, args: ServiceArgs) -> None:
-        plan, tags = args.plan, args.tags
-        fleet = plan.tracking.api if role == "api" else plan.tracking.ui
+    def _ecs_service(self, name: str, tier: TierPlan, args: ServiceArgs) -> None:
+        role, tags, fleet = tier.role, args.tags, self.fleets[tier.role]
         logs = aws.cloudwatch.LogGroup(f"{name}-{role}", retention_in_days=LOG_RETENTION_DAYS, tags=tags, opts=self._child)
         execution = aws.iam.Role(f"{name}-{role}-execution", assume_role_policy=ASSUME_ECS_TASKS,
                                  managed_policy_arns=["arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"],
                                  tags=tags, opts=self._child)
         # ECS reads the master secret to inject DB_USERNAME/DB_PASSWORD: the task itself never can
         aws.iam.RolePolicy(f"{name}-{role}-secret", role=execution.id, policy=self._secret_policy(args), opts=self._child)
-        task_role = self._task_role(name, role, args, ASSUME_ECS_TASKS)
-        cpu, memory = task_size(plan, role)
-        definitions = self._runtime(role, args, logs.name).apply(lambda rt: json.dumps(container_definitions(plan, role, rt)))
+        task_role = self._task_role(name, tier, args, ASSUME_ECS_TASKS)
+        definitions = self._runtime(role, args, logs.name).apply(lambda rt: json.dumps(container_definitions(tier, rt)))
         task = aws.ecs.TaskDefinition(
-            f"{name}-{role}", family=f"{name}-{role}", cpu=cpu, memory=memory, network_mode="awsvpc",
+            f"{name}-{role}", family=f"{name}-{role}", cpu=str(tier.task_cpu_units), memory=str(tier.task_memory_mib),
+            network_mode="awsvpc",
             requires_compatibilities=["FARGATE"], runtime_platform={"cpu_architecture": "ARM64", "operating_system_family": "LINUX"},
             execution_role_arn=execution.arn, task_role_arn=task_role.arn, container_definitions=definitions,
             tags=tags, opts=self._child)
         service = aws.ecs.Service(
             f"{name}-{role}", cluster=self.cluster.arn, task_definition=task.arn, launch_type="FARGATE",
-            desired_count=fleet.min_count,
+            desired_count=tier.min_count,
             network_configuration={"subnets": args.private_subnet_ids, "security_groups": [args.tasks_security_group_id],
                                    "assign_public_ip": False},
-            load_balancers=[{"target_group_arn": self.target_groups[role].arn, "container_name": "mlflow", "container_port": PORT}],
+            load_balancers=[{"target_group_arn": fleet.target_group.arn, "container_name": "mlflow", "container_port": tier.server.port}],
             deployment_circuit_breaker={"enable": True, "rollback": True},
             deployment_minimum_healthy_percent=100, deployment_maximum_percent=200,
             health_check_grace_period_seconds=120, propagate_tags="SERVICE", enable_ecs_managed_tags=True,
             tags=tags,
             # autoscaling owns the running count after creation
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCount"],
-                                        depends_on=[self.load_balancers[role]]))
+                                        depends_on=[fleet.load_balancer]))
         target = aws.appautoscaling.Target(
             f"{name}-{role}", service_namespace="ecs", scalable_dimension="ecs:service:DesiredCount",
             resource_id=pulumi.Output.all(self.cluster.name, service.name).apply(lambda v: f"service/{v[0]}/{v[1]}"),
-            min_capacity=fleet.min_count, max_capacity=fleet.max_count, tags=tags, opts=self._child)
+            min_capacity=tier.min_count, max_capacity=tier.max_count, tags=tags, opts=self._child)
         aws.appautoscaling.Policy(
             f"{name}-{role}-cpu", policy_type="TargetTrackingScaling", service_namespace=target.service_namespace,
             resource_id=target.resource_id, scalable_dimension=target.scalable_dimension,
             target_tracking_scaling_policy_configuration={
-                "target_value": SERVER_TARGET_CPU * 100,
+                "target_value": tier.scaling_target_cpu_percent,
                 "predefined_metric_specification": {"predefined_metric_type": "ECSServiceAverageCPUUtilization"},
                 "scale_in_cooldown": 300, "scale_out_cooldown": 60},
             opts=self._child)
-        setattr(self, f"{role}_service", service)
-        setattr(self, f"{role}_task_definition", task)
+        fleet.service, fleet.task_definition = service, task
 
     # -- EC2 -------------------------------------------------------------------------------------------
-    def _ec2_fleet(self, name: str, role: str, args: ServiceArgs) -> None:
-        plan, tags = args.plan, args.tags
-        fleet = plan.tracking.api if role == "api" else plan.tracking.ui
+    def _ec2_fleet(self, name: str, tier: TierPlan, args: ServiceArgs) -> None:
+        role, tags, fleet = tier.role, args.tags, self.fleets[tier.role]
         logs = aws.cloudwatch.LogGroup(f"{name}-{role}", retention_in_days=LOG_RETENTION_DAYS, tags=tags, opts=self._child)
-        instance_role = self._task_role(name, role, args, ASSUME_EC2)
+        instance_role = self._task_role(name, tier, args, ASSUME_EC2)
         # the instance reads the master secret itself (no ECS injection on EC2)
         aws.iam.RolePolicy(f"{name}-{role}-secret", role=instance_role.id, policy=self._secret_policy(args), opts=self._child)
         aws.iam.RolePolicyAttachment(f"{name}-{role}-ssm", role=instance_role.name,
                                      policy_arn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore", opts=self._child)
         profile = aws.iam.InstanceProfile(f"{name}-{role}", role=instance_role.name, tags=tags, opts=self._child)
         script = self._runtime(role, args, logs.name).apply(
-            lambda rt: base64.b64encode(user_data(plan, role, rt, args.entrypoint_package).encode()).decode())
+            lambda rt: base64.b64encode(user_data(tier, rt, args.entrypoint_package, args.mlflow_version, args.environment).encode()).decode())
         template = aws.ec2.LaunchTemplate(
-            f"{name}-{role}", image_id=AL2023_ARM64, instance_type=fleet.instance_type,
+            f"{name}-{role}", image_id=AL2023_ARM64, instance_type=tier.instance_type,
             iam_instance_profile={"arn": profile.arn}, vpc_security_group_ids=[args.tasks_security_group_id],
             metadata_options={"http_tokens": "required", "http_endpoint": "enabled", "http_put_response_hop_limit": 1},
             block_device_mappings=[{"device_name": "/dev/xvda",
@@ -203,8 +224,8 @@ class TrackingService(pulumi.ComponentResource):
             tag_specifications=[{"resource_type": "instance", "tags": tags}, {"resource_type": "volume", "tags": tags}],
             tags=tags, opts=self._child)
         group = aws.autoscaling.Group(
-            f"{name}-{role}", min_size=fleet.min_count, max_size=fleet.max_count, desired_capacity=fleet.min_count,
-            vpc_zone_identifiers=args.private_subnet_ids, target_group_arns=[self.target_groups[role].arn],
+            f"{name}-{role}", min_size=tier.min_count, max_size=tier.max_count, desired_capacity=tier.min_count,
+            vpc_zone_identifiers=args.private_subnet_ids, target_group_arns=[fleet.target_group.arn],
             health_check_type="ELB", health_check_grace_period=300,
             launch_template={"id": template.id, "version": template.latest_version.apply(str)},
             instance_refresh={"strategy": "Rolling", "preferences": {"min_healthy_percentage": 50}},
@@ -212,7 +233,7 @@ class TrackingService(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCapacity"]))
         aws.autoscaling.Policy(
             f"{name}-{role}-cpu", autoscaling_group_name=group.name, policy_type="TargetTrackingScaling",
-            target_tracking_configuration={"target_value": SERVER_TARGET_CPU * 100,
+            target_tracking_configuration={"target_value": tier.scaling_target_cpu_percent,
                                            "predefined_metric_specification": {"predefined_metric_type": "ASGAverageCPUUtilization"}},
             opts=self._child)
-        setattr(self, f"{role}_group", group)
+        fleet.autoscaling_group, fleet.launch_template = group, template

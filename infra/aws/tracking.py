@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pulumi
 
-from ..spec import SpecInvalid
 from ..planning.plan import CapacityPlan, plan as make_plan
-from ..spec import EnvironmentSpec, load_environment
+from ..spec import EnvironmentSpec, SpecInvalid, load_environment
 from .artifacts import ArtifactsArgs, ArtifactStore
-from .database import DatabaseArgs, TrackingDatabase
-from .monitoring import MonitoringArgs, TrackingMonitoring
+from .database import DatabaseArgs, ProxySettings, TrackingDatabase
+from .monitoring import MonitoringArgs, TrackingMonitoring, target_dimensions
 from .network import NetworkArgs, TrackingNetwork
-from .service import ServiceArgs, TrackingService
+from .parameter_group import ParameterSetting
+from .service import FleetResources, ServiceArgs, TrackingService
 
 
 @dataclass
@@ -36,18 +36,42 @@ class MlflowTrackingArgs:
             raise pulumi.RunError(str(exc)) from None
 
 
-def network_args(spec: EnvironmentSpec) -> NetworkArgs:
-    p = spec.placement
+def network_args(spec: EnvironmentSpec, plan: CapacityPlan) -> NetworkArgs:
+    p, pl = spec.placement, plan.placement
     training = p.training_vpc
-    common = dict(region=spec.region, availability_zones=list(spec.availability_zones), nat_gateway=spec.nat_gateway,
+    common = dict(region=plan.region, availability_zones=list(pl.availability_zones), nat_gateway=pl.nat_gateway,
+                  interface_endpoint_services=list(pl.interface_endpoint_services),
                   internet_facing_ui=spec.tracking.ui.internet_facing, public_subnets=spec.tracking.ui.internet_facing,
-                  tags=spec.resource_tags)
+                  tracking_port=plan.tracking.api.server.port, tags=plan.tags)
     training_fields = dict(training_vpc_id=training.vpc_id, training_cidr=training.cidr,
                            training_subnet_ids=[s.id for s in training.subnets],
                            training_route_table_ids=list(training.route_table_ids)) if training else {}
     if p.tracking_vpc == "training":
         return NetworkArgs(**common, **training_fields)
-    return NetworkArgs(**common, **training_fields, new_vpc_cidr=p.new_vpc.cidr)
+    return NetworkArgs(**common, **training_fields, new_vpc_cidr=p.new_vpc.cidr,
+                       private_subnet_cidrs=list(pl.private_subnet_cidrs), public_subnet_cidrs=list(pl.public_subnet_cidrs))
+
+
+def database_args(plan: CapacityPlan, network: TrackingNetwork) -> DatabaseArgs:
+    db, storage, proxy = plan.database, plan.database.storage, plan.connection_budget.proxy
+    return DatabaseArgs(
+        subnet_ids=network.private_subnet_ids, security_group_ids=[network.db_sg.id],
+        instance_class=db.instance.instance_class, engine_version=db.engine_version,
+        allocated_storage_gib=storage.allocated_gib, max_allocated_storage_gib=storage.max_allocated_gib,
+        iops=storage.iops if storage.iops_provisioned else None,
+        storage_throughput_mibps=storage.throughput_mibps if storage.iops_provisioned else None,
+        multi_az=db.multi_az.value, primary_zone=plan.placement.primary_zone, replica_zones=list(plan.placement.replica_zones),
+        primary_parameters=settings(db.primary_parameters), replica_parameters=settings(db.replica_parameters),
+        backup_retention_days=db.backup_retention_days.value, deletion_protection=db.deletion_protection.value,
+        protect=plan.tier == "production", monitoring_interval_seconds=db.monitoring_interval_seconds,
+        performance_insights_retention_days=db.performance_insights_retention_days,
+        proxy=ProxySettings(proxy.max_connections_percent, proxy.max_idle_connections_percent,
+                            proxy.idle_client_timeout_seconds, proxy.require_tls) if proxy else None,
+        proxy_security_group_ids=[network.proxy_sg.id], tags=plan.tags)
+
+
+def settings(parameters) -> list[ParameterSetting]:
+    return [ParameterSetting(p.name, p.value, p.apply_method) for p in parameters]
 
 
 class MlflowTracking(pulumi.ComponentResource):
@@ -65,21 +89,17 @@ class MlflowTracking(pulumi.ComponentResource):
         plan = args.plan or make_plan(spec)
         self.plan = plan
         child = pulumi.ResourceOptions(parent=self)
-        tags = spec.resource_tags
+        tags = plan.tags
 
-        self.network = TrackingNetwork(f"{name}-net", network_args(spec), opts=child)
-        budget = plan.connection_budget
-        self.database = TrackingDatabase(f"{name}-db", DatabaseArgs(
-            database=plan.database, subnet_ids=self.network.private_subnet_ids,
-            security_group_ids=[self.network.db_sg.id], availability_zones=list(plan.placement.training_availability_zones),
-            production=spec.production, rds_proxy=budget.rds_proxy, proxy_security_group_ids=[self.network.proxy_sg.id],
-            proxy_max_connections_percent=budget.proxy_max_connections_percent, tags=tags), opts=child)
+        self.network = TrackingNetwork(f"{name}-net", network_args(spec, plan), opts=child)
+        self.database = TrackingDatabase(f"{name}-db", database_args(plan, self.network), opts=child)
+        a = plan.artifacts
         self.artifacts = ArtifactStore(f"{name}-artifacts", ArtifactsArgs(
-            expire_after_days=spec.artifacts.expire_after_days or spec.workload.retention_days,
-            noncurrent_version_expire_days=spec.artifacts.noncurrent_version_expire_days,
-            bucket_name=spec.artifacts.bucket_name, force_destroy=not spec.production, tags=tags), opts=child)
+            expire_after_days=a.expire_after_days.value, noncurrent_version_expire_days=a.noncurrent_version_expire_days,
+            bucket_name=a.bucket_name, force_destroy=a.force_destroy, tags=tags), opts=child)
         self.service = TrackingService(f"{name}-svc", ServiceArgs(
-            plan=plan, vpc_id=self.network.vpc_id, private_subnet_ids=self.network.private_subnet_ids,
+            tiers=list(plan.tracking.tiers), compute=plan.tracking.compute, mlflow_version=plan.tracking.mlflow_version,
+            environment=plan.environment, vpc_id=self.network.vpc_id, private_subnet_ids=self.network.private_subnet_ids,
             public_subnet_ids=self.network.public_subnet_ids, tasks_security_group_id=self.network.tasks_sg.id,
             api_lb_security_group_id=self.network.api_lb_sg.id, ui_lb_security_group_id=self.network.ui_lb_sg.id,
             db_endpoint=self.database.endpoint, replica_endpoints=self.database.replica_endpoints,
@@ -87,16 +107,14 @@ class MlflowTracking(pulumi.ComponentResource):
             bucket_arn=self.artifacts.bucket.arn, artifacts_destination=self.artifacts.destination,
             image=spec.tracking.image, ui_internet_facing=spec.tracking.ui.internet_facing,
             ui_certificate_arn=spec.tracking.ui.certificate_arn, entrypoint_package=args.entrypoint_package,
-            tags=tags), opts=child)
-        ecs = plan.tracking.compute == "ecs"
+            production=plan.tier == "production", tags=tags), opts=child)
+        fleets = self.service.fleets
         self.monitoring = TrackingMonitoring(f"{name}-mon", MonitoringArgs(
-            plan=plan, alarms=spec.alarms, primary_identifier=self.database.primary.identifier,
-            replica_identifiers=[r.identifier for r in self.database.replicas],
-            api_lb_suffix=self.service.load_balancers["api"].arn_suffix, ui_lb_suffix=self.service.load_balancers["ui"].arn_suffix,
-            ecs_cluster_name=self.service.cluster.name if ecs else None,
-            ecs_service_names={r: getattr(self.service, f"{r}_service").name for r in ("api", "ui")} if ecs else {},
-            asg_names={} if ecs else {r: getattr(self.service, f"{r}_group").name for r in ("api", "ui")},
-            tags=tags), opts=child)
+            alarms=list(plan.alarms), region=plan.region, email=list(spec.alarms.email), tags=tags,
+            dimensions=target_dimensions(
+                self.database.primary.identifier, [r.identifier for r in self.database.replicas],
+                {role: f.load_balancer.arn_suffix for role, f in fleets.items()},
+                {role: fleet_dimensions(self.service, f) for role, f in fleets.items()})), opts=child)
 
         self.tracking_uri = self.service.api_url
         self.ui_url = self.service.ui_url
@@ -113,6 +131,13 @@ class MlflowTracking(pulumi.ComponentResource):
             "artifact_bucket": self.artifact_bucket, "image_repository": self.image_repository, "plan_summary": self.plan_summary,
             "monthly_cost_usd": self.monthly_cost_usd,
         })
+
+
+def fleet_dimensions(service: TrackingService, fleet: FleetResources) -> dict:
+    """CloudWatch dimensions of a tier's CPU: the ECS service, or the Auto Scaling group."""
+    if fleet.service is not None:
+        return {"ClusterName": service.cluster.name, "ServiceName": fleet.service.name}
+    return {"AutoScalingGroupName": fleet.autoscaling_group.name}
 
 
 def plan_summary(plan: CapacityPlan) -> dict:

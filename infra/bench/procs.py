@@ -1,100 +1,38 @@
-"""Server processes for the benchmark: stock `mlflow server` in its own session, always stopped,
-and the CPU time of whatever listens on a port (the server's workers), read from /proc via psutil."""
+"""What only the benchmark needs of processes: stock `mlflow server` in its own session, always
+stopped, and the CPU time of whatever listens on a port (the server's workers), read from /proc via
+psutil. Ports, probes, waits and stopping come from infra.local.processes."""
 
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
 
-HOST = "127.0.0.1"
+from ..local.processes import HOST, free_port, http_ok, log_tail, stop_group, wait_until
+from ..local.topology import WARM_UP_PATH
+from ..planning.server_command import HEALTH_PATH
+
 # the benchmark must send nothing off this machine: MLflow's usage telemetry is on by default
 QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+SERVER_START_TIMEOUT_S = 120
+LOG_LINES = 30
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def free_port_block(count: int, start: int = 21000, stop: int = 40000) -> int:
-    """The first port of `count` consecutive free ports (the local topology numbers its servers from a base)."""
-    for base in range(start, stop, count):
-        if all(_port_free(p) for p in range(base, base + count)):
-            return base
-    raise RuntimeError(f"no {count} consecutive free ports between {start} and {stop}")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
-
-
-def http_status(url: str, timeout: float = 5) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:  # not listening yet, or a worker restarting
-        return 0
-
-
-def wait_until_serving(url: str, process: subprocess.Popen | None, log: Path | None, timeout_s: float = 120) -> None:
+def wait_until_serving(url: str, process: subprocess.Popen, log: Path, timeout_s: float = SERVER_START_TIMEOUT_S) -> None:
     """/health answers 200 and experiments/search answers 200 (the first requests after start can 500)."""
-    deadline = time.monotonic() + timeout_s
-    probes = [f"{url}/health", f"{url}/api/2.0/mlflow/experiments/search?max_results=1"]
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"the server at {url} exited with code {process.returncode} before serving:\n{tail(log) if log else ''}")
-        if all(http_status(p) == 200 for p in probes):
-            return
-        time.sleep(0.3)
-    raise RuntimeError(f"the server at {url} did not serve within {timeout_s:.0f} s:\n{tail(log) if log else ''}")
+    def serving() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server at {url} exited with code {process.returncode} before serving:\n{log_tail(log, LOG_LINES)}")
+        return all(http_ok(url + path, timeout=5) for path in (HEALTH_PATH, WARM_UP_PATH))
 
-
-def stop_group(process: subprocess.Popen, grace_s: float = 15) -> None:
-    """SIGTERM the process group (mlflow, uvicorn, its workers, the job runner), SIGKILL what remains."""
     try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        process.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        pass
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:  # workers may outlive the parent by a moment
-        try:
-            os.killpg(process.pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    else:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    if process.poll() is None:
-        process.wait(timeout=5)
+        wait_until(serving, timeout_s, 0.3, f"the server at {url} to serve")
+    except TimeoutError as exc:
+        raise RuntimeError(f"{exc}:\n{log_tail(log, LOG_LINES)}") from None
 
 
 def mlflow_command(backend_uri: str, port: int) -> list[str]:

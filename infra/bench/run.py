@@ -1,5 +1,5 @@
-"""The benchmark run: every variant up in turn (ingest cells, ceiling, read isolation), then search at
-scale on its own PostgreSQL; results.json after every section, results.md and plots at the end."""
+"""The benchmark run: every variant up at once, measured in turn (ingest cells, ceiling, read isolation),
+then search at scale on its own PostgreSQL; results.json after every section, results.md and plots at the end."""
 
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ from pathlib import Path
 
 import psutil
 
+from ..local.processes import wait_until
 from . import ceiling, report, scale
 from .load import CLIENT_ENV, load_pool, merge
 from .procs import cpu_seconds, server_pids
 from .stats import latency_summary, split_clients, throughput
-from .variants import BASELINE, LABELS, VARIANTS, Target, topology_available, untuned_postgres
+from .variants import BASELINE, LABELS, VARIANTS, Target, untuned_postgres
 
 LOAD_PROCESSES = 2        # writer processes: one per core
 READ_RUNS = 100           # one UI page of runs, each with params, tags and metrics
@@ -41,7 +42,6 @@ class Options:
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))
     storm_clients: int = 8
     command: str = "mlflow-infra bench"
-    topology_wait_s: float = 0
 
 
 def machine() -> str:
@@ -111,15 +111,14 @@ def wait_for_runs(url: str, experiment_id: str, count: int, timeout_s: float = R
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(url)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def seen() -> bool:
         try:
-            if len(client.search_runs([experiment_id], max_results=count)) >= count:
-                return
+            return len(client.search_runs([experiment_id], max_results=count)) >= count
         except Exception:  # noqa: BLE001 (the replica may not have the experiment yet)
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} did not show the {count} seeded runs within {timeout_s:.0f} s")
+            return False
+
+    wait_until(seen, timeout_s, 0.5, f"{url} to show the {count} seeded runs")
 
 
 def read_phase(pool, target: Target, url: str, experiment_id: str, storm_experiment: str | None,
@@ -198,9 +197,6 @@ def run_variants(names: list[str], root: Path, pool, options: Options, results: 
     with ExitStack() as stack:
         targets = []
         for name in names:
-            if name == "planned-local" and not wait_for_topology(options.topology_wait_s, progress):
-                results["notes"].append("planned-local skipped: infra.local.topology is not available")
-                continue
             progress(f"starting {LABELS[name]}")
             target = stack.enter_context(VARIANTS[name](root, progress=progress))
             results["meta"]["labels"][name] = target.label
@@ -224,16 +220,6 @@ def search_at_scale(root: Path, options: Options, progress) -> dict:
         scale.schema_upgrade(uri)
         generated = scale.generate(uri, shape, progress)
         return {**generated, **scale.before_after(uri, shape, progress)}
-
-
-def wait_for_topology(wait_s: float, progress) -> bool:
-    deadline = time.monotonic() + wait_s
-    while not topology_available():
-        if time.monotonic() >= deadline:
-            return False
-        progress("  infra.local.topology is not there yet; checking again in 30 s")
-        time.sleep(30)
-    return True
 
 
 def earlier_search(out: Path) -> dict | None:

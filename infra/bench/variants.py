@@ -17,8 +17,10 @@ from urllib.parse import urlsplit
 import psycopg
 
 from ..local.postgres import LocalPostgres
+from ..local.processes import free_port, free_port_block
+from ..local.topology import LocalTopology
 from ..runtime.migrate import libpq_uri
-from .procs import free_port, free_port_block, mlflow_server, wait_until_serving
+from .procs import mlflow_server
 
 BASELINE = "stock-sqlite"
 LABELS = {
@@ -49,14 +51,6 @@ class Target:
     @property
     def ui_port(self) -> int:
         return urlsplit(self.ui_url).port
-
-
-def topology_available() -> bool:
-    try:
-        from ..local.topology import LocalTopology  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 @contextmanager
@@ -91,17 +85,13 @@ def stock_postgres(root: Path, progress=print):
 
 @contextmanager
 def planned_local(root: Path, progress=print):
-    """The local topology, up; torn down and purged on exit (interface of infra.local.topology)."""
-    from ..local.topology import LocalTopology
-
+    """The local topology, up (LocalTopology.up waits until both servers serve); torn down and purged on exit."""
     base = free_port_block(TOPOLOGY_PORTS)
     api_port, ui_port = free_port(), free_port()
     topo = LocalTopology.from_environment("local", root=root / "topology", base_port=base,
                                           api_port=api_port, ui_port=ui_port)
     try:
         state = topo.up(progress=lambda line: progress(f"  {line}"))
-        wait_until_serving(state.api_url.rstrip("/"), None, None)
-        wait_until_serving(state.ui_url.rstrip("/"), None, None)
         yield Target("planned-local", state.api_url.rstrip("/"), state.ui_url.rstrip("/"),
                      libpq_uri(state.primary_uri), bool(state.replica_uris))
     finally:

@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 
 from .console import EXIT_INVALID
+
 # --quick: a smoke run of a few minutes; the full defaults take 20-40 minutes on 2 vCPU
 QUICK = {"clients": "1,8", "batch_sizes": "1,100", "duration": 2.0, "scale_runs": 20_000, "scale_metrics": 200_000}
 FULL = {"clients": "1,8,32", "batch_sizes": "1,10,100,1000", "duration": 10.0, "scale_runs": 1_000_000,
         "scale_metrics": 10_000_000}
-TOPOLOGY_WAIT_S = 0
 
 
 def register(subparsers) -> None:
@@ -26,13 +26,11 @@ def register(subparsers) -> None:
     p.add_argument("--duration", type=float, help=f"seconds per ingest cell (default {FULL['duration']:g})")
     p.add_argument("--scale-runs", type=int, help=f"runs for search at scale, 0 to skip (default {FULL['scale_runs']:,})")
     p.add_argument("--scale-metrics", type=int, help=f"metric rows for search at scale (default {FULL['scale_metrics']:,})")
-    # 8: a storm every variant survives; at 32 the planned API's pools (2 + 3 per worker) stall for
-    # pool_timeout, because MLflow's log_batch holds one connection while it takes a second
+    # 8: a storm every variant survives; the planned API's pool is 2 + an overflow sized for the plan's burst
+    # (planning/connections.py pool_for) and log_batch takes two connections, so a bigger storm waits on pool_timeout
     p.add_argument("--storm-clients", type=int, default=8, help="writers during the read-isolation storm (default 8)")
     p.add_argument("--variants", default="stock-sqlite,stock-postgres,planned-local",
                    help="which setups to run, comma separated (default: all three)")
-    p.add_argument("--topology-wait", type=float, default=TOPOLOGY_WAIT_S,
-                   help="seconds to wait for infra.local.topology to appear before skipping the planned variant")
     p.set_defaults(func=cmd_bench)
 
 
@@ -65,7 +63,7 @@ def options_from(args: argparse.Namespace):
         raise ValueError(f"--variants {args.variants!r} is not allowed; expected some of {', '.join(VARIANTS)}")
     command = "mlflow-infra bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "mlflow-infra bench"
     return Options(out=Path(args.out), clients=clients, batch_sizes=batches, duration_s=duration, scale_runs=runs,
-                   scale_metrics=metrics, variants=variants, command=command.strip(), topology_wait_s=args.topology_wait,
+                   scale_metrics=metrics, variants=variants, command=command.strip(),
                    storm_clients=args.storm_clients)
 
 

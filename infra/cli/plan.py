@@ -109,24 +109,26 @@ def render_plan(p: CapacityPlan, console: Console) -> None:
 
     b = p.connection_budget
     bt = _table("Connection budget (at maximum autoscale)", "item", "value")
-    bt.add_row("API pool per worker", f"pool {b.api_pool.pool_size} + overflow {b.api_pool.max_overflow}, recycle {b.api_pool.recycle_seconds} s")
-    bt.add_row("UI pool per worker", f"pool {b.ui_pool.pool_size} + overflow {b.ui_pool.max_overflow}")
+    for tier in p.tracking.tiers:
+        bt.add_row(f"{tier.role.upper()} pool per engine",
+                   f"pool {tier.pool.pool_size} + overflow {tier.pool.max_overflow}, recycle {tier.pool.recycle_seconds} s")
     bt.add_row("API connections (primary)", str(b.api_connections))
     bt.add_row("UI connections (primary / each replica)", f"{b.ui_primary_connections} / {b.ui_replica_connections}")
     bt.add_row("reserve (superuser, replication, admin)", str(b.reserve))
     bt.add_row("max_connections (class holds)", f"{b.max_connections} ({b.memory_ceiling})")
-    bt.add_row("RDS Proxy", ("yes, " + f"{b.proxy_max_connections_percent}% of max_connections") if b.rds_proxy else "no")
+    bt.add_row("RDS Proxy", f"yes, {b.proxy.max_connections_percent}% of max_connections, {b.proxy.max_idle_connections_percent}% idle"
+               if b.proxy else "no")
     bt.add_row("headroom", str(b.headroom))
     console.print(bt)
     console.print(f"  [dim]{b.reason}[/dim]")
 
     t = p.tracking
     ft = _table(f"Tracking servers (MLflow {t.mlflow_version} on {t.compute})", "tier", "size", "workers", "min-max", "req/s per unit", "why")
-    for f in (t.api, t.ui):
+    for f in t.tiers:
         size = f.instance_type + f" ({f.vcpu:g} vCPU, {f.memory_gib:g} GiB)" if f.instance_type else f"{f.vcpu:g} vCPU, {f.memory_gib:g} GiB"
         ft.add_row(f.role, size, str(f.workers), f"{f.min_count}-{f.max_count}", f"{f.requests_per_s_per_unit:,.0f}", f.reason)
     console.print(ft)
-    for server in (t.api_server, t.ui_server):
+    for server in (tier.server for tier in t.tiers):
         console.print(f"  [bold]{server.role}[/bold]: {' '.join(server.command)}")
         env = ", ".join(f"{k}={v}" for k, v in sorted(server.environment.items()))
         console.print(f"    env: {env}")
@@ -155,6 +157,13 @@ def render_plan(p: CapacityPlan, console: Console) -> None:
     pl = p.placement
     console.print(f"[bold]Placement[/bold]: {pl.reason}")
     console.print(f"  peering: {str(pl.peering.value).lower()} ({pl.peering.reason}); interface endpoints: {str(pl.interface_endpoints.value).lower()} ({pl.interface_endpoints.reason})")
+
+    at = _table(f"Alarms ({len(p.alarms)}, {p.alarms[0].datapoints_to_alarm} of {p.alarms[0].evaluation_periods}"
+                f" {p.alarms[0].period_seconds} s datapoints)", "alarm", "metric", "threshold", "why")
+    for alarm in p.alarms:
+        at.add_row(alarm.key, f"{alarm.namespace} {alarm.metric} ({alarm.statistic or alarm.extended_statistic})",
+                   f"{'>' if alarm.comparison.startswith('Greater') else '<'} {alarm.threshold:,.10g}", alarm.reason)
+    console.print(at)
 
     c = p.cost
     ct = _table(f"Monthly cost estimate, USD ({c.prices_region} prices recorded {c.recorded})", "component", "USD/month", "detail")

@@ -1,4 +1,5 @@
-"""Processes of the local topology: free ports, daemons that outlive the CLI, and stopping them.
+"""The process toolkit of the local topology and the benchmark: free ports, HTTP probes, one wait
+loop, daemons that outlive the CLI, stopping them, and log tails for error messages.
 
 Linux only (reads /proc), like the embedded PostgreSQL binaries it runs beside.
 """
@@ -14,9 +15,34 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
+HOST = "127.0.0.1"
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------------------------------------
+# waiting
+
+def wait_until(predicate: Callable[[], T], timeout_s: float, interval_s: float, what: str) -> T:
+    """The first truthy result of `predicate()`, polled every `interval_s`; TimeoutError naming `what`
+    after `timeout_s`. The predicate may raise to give up early (a server that exited)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = predicate()
+        if result:
+            return result
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"timed out after {timeout_s:g} s waiting for {what}")
+        # never sleep past the deadline: the last check then falls on it, not an interval later
+        time.sleep(min(interval_s, remaining))
+
+
+# ---------------------------------------------------------------------------------------------
+# ports and HTTP
 
 def port_in_use(port: int) -> bool:
     """Whether something holds 127.0.0.1:port. Binds as the servers do (SO_REUSEADDR), so a
@@ -24,13 +50,55 @@ def port_in_use(port: int) -> bool:
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind(("127.0.0.1", port))
+            probe.bind((HOST, port))
         except OSError as exc:
             if exc.errno in (errno.EADDRINUSE, errno.EACCES):
                 return True
             raise
     return False
 
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 now (the kernel's pick)."""
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def free_port_block(count: int, start: int = 21000, stop: int = 40000) -> int:
+    """The first port of `count` consecutive free ports (the local topology numbers its databases from a base)."""
+    for base in range(start, stop, count):
+        if not any(port_in_use(port) for port in range(base, base + count)):
+            return base
+    raise RuntimeError(f"no {count} consecutive free ports between {start} and {stop}")
+
+
+def http_status(url: str, timeout: float = 3) -> int | None:
+    """The HTTP status of a GET, or None when nothing answers (not listening yet, a worker restarting)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (OSError, ValueError):
+        return None
+
+
+def http_ok(url: str, timeout: float = 3) -> bool:
+    return http_status(url, timeout) == 200
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    """The last `lines` of a log for an error message; empty when it cannot be read (never hides the error)."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+# ---------------------------------------------------------------------------------------------
+# processes, read from /proc
 
 def _stat_fields(pid: int) -> list[str] | None:
     """/proc/<pid>/stat after the command name (which may hold spaces): state, ppid, pgrp, ..."""
@@ -77,6 +145,16 @@ def is_mlflow_group(pgid: int | None) -> bool:
     return bool(pgid) and any("mlflow" in command_line(pid) or "uvicorn" in command_line(pid) for pid in group_pids(pgid))
 
 
+def uvicorn_workers(pgid: int) -> list[int]:
+    """The worker processes under the uvicorn supervisor of a server's group (what --workers counts)."""
+    members = group_pids(pgid)
+    supervisors = {pid for pid in members if "uvicorn" in command_line(pid)}
+    return [pid for pid in members if parent_pid(pid) in supervisors and "spawn_main" in command_line(pid)]
+
+
+# ---------------------------------------------------------------------------------------------
+# starting and stopping
+
 def nofile_soft_limit(planned: int) -> int:
     """The open-files soft limit a server gets here: the plan's, unless the hard limit is lower."""
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -99,67 +177,51 @@ def spawn_daemon(argv: Sequence[str], env: Mapping[str, str], log: Path, nofile:
     return process.pid
 
 
-def _signal_group(pgid: int, signum: int) -> None:
+def _escalate(send: Callable[[int], None], gone: Callable[[], bool], steps: Sequence[tuple[int, float]], what: str) -> None:
+    """Send each signal of `steps` in turn until `gone()`, waiting its seconds after each; never raises."""
+    for signum, wait_s in steps:
+        if gone():
+            return
+        send(signum)
+        try:
+            wait_until(gone, wait_s, 0.1, what)
+            return
+        except TimeoutError:
+            continue  # the next, harder signal
+
+
+def _kill(send: Callable[[int, int], None], target: int, signum: int) -> None:
     try:
-        os.killpg(pgid, signum)
-    except ProcessLookupError:
+        send(target, signum)
+    except (ProcessLookupError, PermissionError):  # gone, or its pid now belongs to someone else
         pass
 
 
-def _reap(pid: int) -> None:
-    # when this process started the daemon (tests, the benchmark), collect its exit status
+def _reap(process: int | subprocess.Popen) -> None:
+    # when this process started it (tests, the benchmark), collect its exit status: no zombie left
+    if isinstance(process, subprocess.Popen):
+        process.poll()
+        return
     try:
-        os.waitpid(pid, os.WNOHANG)
+        os.waitpid(process, os.WNOHANG)
     except ChildProcessError:
         pass
 
 
-def stop_group(pgid: int, grace_s: float = 15) -> None:
-    """SIGTERM the whole group (mlflow, uvicorn and its workers), SIGKILL whatever is left after `grace_s`."""
-    for signum, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5)):
-        if not group_pids(pgid):
-            break
-        _signal_group(pgid, signum)
-        deadline = time.monotonic() + wait_s
-        while group_pids(pgid) and time.monotonic() < deadline:
-            _reap(pgid)
-            time.sleep(0.1)
-    _reap(pgid)
+def stop_group(process: int | subprocess.Popen, grace_s: float = 15, kill_s: float = 30) -> None:
+    """SIGTERM the process group led by `process` (a pgid, or a Popen started with start_new_session:
+    mlflow, uvicorn and its workers), SIGKILL whatever is left after `grace_s`. Never raises: a group
+    already gone is a no-op, and `kill_s` is how long a loaded machine gets to carry out the SIGKILL."""
+    pgid = process if isinstance(process, int) else process.pid
+    _escalate(lambda signum: _kill(os.killpg, pgid, signum), lambda: not group_pids(pgid),
+              ((signal.SIGTERM, grace_s), (signal.SIGKILL, kill_s)), f"process group {pgid} to exit")
+    _reap(process)
 
 
-def stop_postmaster(pid: int, timeout_s: float = 60) -> None:
+def stop_postmaster(pid: int, timeout_s: float = 60, quit_s: float = 30) -> None:
     """SIGINT is PostgreSQL's fast shutdown, what `pg_ctl -m fast` sends: sessions end, a checkpoint
-    is written. By pid, so it works even when the data directory's path is no longer reachable
-    for the server's user (a concurrent pytest session resets /tmp/pytest-of-root to 0700)."""
-    for signum, wait_s in ((signal.SIGINT, timeout_s), (signal.SIGQUIT, 10)):  # SIGQUIT: immediate shutdown
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait_s
-        while pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if not pid_alive(pid):
-            return
-
-
-def http_status(url: str, timeout: float = 3) -> int | None:
-    """The HTTP status of a GET, or None when nothing answers."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except (OSError, ValueError):
-        return None
-
-
-def log_tail(path: Path, lines: int = 20) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
-
-
-def uvicorn_workers(pgid: int) -> list[int]:
-    """The worker processes under the uvicorn supervisor of a server's group (what --workers counts)."""
-    members = group_pids(pgid)
-    supervisors = {pid for pid in members if "uvicorn" in command_line(pid)}
-    return [pid for pid in members if parent_pid(pid) in supervisors and "spawn_main" in command_line(pid)]
+    is written; SIGQUIT (immediate shutdown) after `timeout_s`. By pid, so it works even when the data
+    directory's path is no longer reachable for the server's user (a concurrent pytest session resets
+    /tmp/pytest-of-root to 0700). Never raises."""
+    _escalate(lambda signum: _kill(os.kill, pid, signum), lambda: not pid_alive(pid),
+              ((signal.SIGINT, timeout_s), (signal.SIGQUIT, quit_s)), f"PostgreSQL (pid {pid}) to shut down")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .postgres import LocalPostgres, bin_dir, build_has_lz4
-from ..planning.parameters import Parameter, ParameterInputs, primary_parameters, replica_parameters, scaled_to, server_settings
+from ..planning.parameters import Parameter, server_settings
 from ..planning.plan import CapacityPlan, plan
 from ..planning.server_command import HEALTH_PATH, PRIMARY_URI_ENV, REPLICA_URI_ENV, ServerSettings
 from ..spec import load_environment
@@ -263,26 +263,17 @@ class LocalTopology:
         partial.replace(self.state_file)
 
     # --- parameters -----------------------------------------------------------------------------
-    def parameter_inputs(self) -> ParameterInputs:
-        """The plan's inputs on this machine: memory and vCPUs follow the box, the workload stays the plan's."""
-        nodes = 1 + self.replicas
-        return scaled_to(self._plan().database.parameter_inputs, memory_bytes=node_memory_bytes(machine_memory_bytes(), nodes),
-                         vcpu=os.cpu_count() or 1)
-
     def settings(self) -> dict[str, tuple[dict[str, str], list[str], list[str]]]:
-        """{"primary": (settings, skipped, adapted), "replica": (...)} for this machine and build."""
-        inputs, lz4 = self.parameter_inputs(), build_has_lz4()
-        return {"primary": node_settings(primary_parameters(inputs), self.replicas, lz4),
-                "replica": node_settings(replica_parameters(inputs), self.replicas, lz4)}
+        """{"primary": (settings, skipped, adapted), "replica": (...)} for this machine and build: the
+        plan's parameter sets scaled to this box (memory and vCPUs follow it, the workload stays the plan's)."""
+        memory = node_memory_bytes(machine_memory_bytes(), 1 + self.replicas)
+        primary, replica = self._plan().database.scaled_to(memory, os.cpu_count() or 1)
+        lz4 = build_has_lz4()
+        return {"primary": node_settings(primary, self.replicas, lz4), "replica": node_settings(replica, self.replicas, lz4)}
 
     # --- components -----------------------------------------------------------------------------
     def _postgres(self, name: str, port: int) -> LocalPostgres:
         return LocalPostgres(self.data_dir(name), port)
-
-    @staticmethod
-    def _postgres_running(server: LocalPostgres) -> bool:
-        pid = server.pid
-        return processes.pid_alive(pid) and "postgres" in processes.command_line(pid)
 
     @staticmethod
     def _postmaster_port(server: LocalPostgres) -> int | None:
@@ -297,7 +288,7 @@ class LocalTopology:
         running = {}
         for name in database_names(self.replicas):
             server = self._postgres(name, self.ports[name])
-            if self._postgres_running(server):
+            if server.running:
                 running[name] = self._postmaster_port(server) or self.ports[name]
         for server in (previous or {}).get("servers", []):
             if processes.is_mlflow_group(server.get("pid")):
@@ -340,8 +331,8 @@ class LocalTopology:
                     continue
                 if server["name"] == "ui" and len(state["databases"]) > 1:
                     self._wait_replica_caught_up(state["databases"][0], state["databases"][1], say)
-                self._start_server(server, p.tracking.api_server if server["name"] == "api" else p.tracking.ui_server,
-                                   state, started, say)
+                tier = {t.role: t for t in p.tracking.tiers}[server["name"]]
+                self._start_server(server, tier.server, state, started, say)
         except BaseException:
             if started:
                 say(f"stopping what this run started: {', '.join(reversed(started))}")
@@ -409,7 +400,7 @@ class LocalTopology:
             server.start()
             server.wait_ready()
         except (subprocess.CalledProcessError, TimeoutError):
-            if processes.port_in_use(server.port) and not self._postgres_running(server):
+            if processes.port_in_use(server.port) and not server.running:
                 raise LocalTopologyError(f"port {server.port} for {name} is already in use by another process; stop it"
                                          " or choose another port (--base-port)") from None
             log = server.data_dir / "server.log"
@@ -452,13 +443,15 @@ class LocalTopology:
         psycopg = _psycopg()
         with psycopg.connect(primary["uri"], autocommit=True) as conn:
             lsn = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
-        deadline = time.monotonic() + REPLICA_CATCH_UP_TIMEOUT_S
         with psycopg.connect(replica["uri"], autocommit=True) as conn:
-            while not conn.execute("SELECT coalesce(pg_last_wal_replay_lsn() >= %s::pg_lsn, false)", (lsn,)).fetchone()[0]:
-                if time.monotonic() > deadline:
-                    raise LocalTopologyError(f"{replica['name']} did not replay the primary's WAL up to {lsn} within"
-                                             f" {REPLICA_CATCH_UP_TIMEOUT_S} s (log: {replica['log']})", EXIT_FAILED)
-                time.sleep(0.2)
+            def replayed() -> bool:
+                return conn.execute("SELECT coalesce(pg_last_wal_replay_lsn() >= %s::pg_lsn, false)", (lsn,)).fetchone()[0]
+
+            try:
+                processes.wait_until(replayed, REPLICA_CATCH_UP_TIMEOUT_S, 0.2, f"{replica['name']} to replay the WAL")
+            except TimeoutError:
+                raise LocalTopologyError(f"{replica['name']} did not replay the primary's WAL up to {lsn} within"
+                                         f" {REPLICA_CATCH_UP_TIMEOUT_S} s (log: {replica['log']})", EXIT_FAILED) from None
 
     def _start_server(self, server: dict, settings: ServerSettings, state: dict, started: list[str], say: Progress) -> None:
         name, port = server["name"], server["port"]
@@ -482,22 +475,36 @@ class LocalTopology:
 
     def _wait_server(self, server: dict) -> None:
         """/health answers 200, then a real read does: MLflow's first requests can fail while workers import."""
-        name, pid, log = server["name"], server["pid"], Path(server["log"])
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S  # one budget for both paths
         for path in (HEALTH_PATH, WARM_UP_PATH):
-            status = None
-            while status != 200:
-                if not processes.pid_alive(pid):
-                    if processes.port_in_use(server["port"]):
-                        raise LocalTopologyError(f"port {server['port']} for {name} is already in use by another process;"
-                                                 " stop it or choose another port (--api-port, --ui-port)")
-                    raise LocalTopologyError(f"the {name} server exited while starting: {_one_line(processes.log_tail(log))}"
-                                             f" (log: {log})", EXIT_FAILED)
-                if time.monotonic() > deadline:
-                    raise LocalTopologyError(f"the {name} server did not answer {path} with 200 within"
-                                             f" {SERVER_START_TIMEOUT_S} s (last: {status}; log: {log})", EXIT_FAILED)
-                time.sleep(0.3)
-                status = processes.http_status(server["url"] + path)
+            self._wait_answer(server, path, deadline)
+
+    def _wait_answer(self, server: dict, path: str, deadline: float) -> None:
+        """`path` answers 200 before `deadline`; a server that exits first is reported at once."""
+        name, log = server["name"], Path(server["log"])
+        last: list[int | None] = [None]
+
+        def answered() -> bool:
+            if not processes.pid_alive(server["pid"]):
+                raise self._exited(server)
+            last[0] = processes.http_status(server["url"] + path)
+            return last[0] == 200
+
+        try:
+            processes.wait_until(answered, deadline - time.monotonic(), 0.3, f"the {name} server to answer {path}")
+        except TimeoutError:
+            raise LocalTopologyError(f"the {name} server did not answer {path} with 200 within"
+                                     f" {SERVER_START_TIMEOUT_S} s (last: {last[0]}; log: {log})", EXIT_FAILED) from None
+
+    @staticmethod
+    def _exited(server: dict) -> LocalTopologyError:
+        """Why a server exited while starting: another process on its port, else its log's last line."""
+        name, log = server["name"], Path(server["log"])
+        if processes.port_in_use(server["port"]):
+            return LocalTopologyError(f"port {server['port']} for {name} is already in use by another process;"
+                                      " stop it or choose another port (--api-port, --ui-port)")
+        return LocalTopologyError(f"the {name} server exited while starting: {_one_line(processes.log_tail(log))}"
+                                  f" (log: {log})", EXIT_FAILED)
 
     def _topology_state(self, state: dict) -> TopologyState:
         servers = {s["name"]: s for s in state["servers"]}
@@ -516,7 +523,7 @@ class LocalTopology:
         components: dict[str, dict] = {}
         for database in state.get("databases", []):
             server = LocalPostgres(Path(database["data_dir"]), database["port"])
-            running = self._postgres_running(server)
+            running = server.running
             components[database["name"]] = {
                 "kind": "postgresql", "port": database["port"], "pid": server.pid if running else None,
                 "up": running and server.is_ready(), "address": database["uri"], "log": database["log"]}
@@ -550,7 +557,5 @@ class LocalTopology:
                 server["pid"] = None
         for database in reversed(state["databases"]):
             if only is None or database["name"] in only:
-                postgres = LocalPostgres(Path(database["data_dir"]), database["port"])
-                if self._postgres_running(postgres):
-                    processes.stop_postmaster(postgres.pid)
+                LocalPostgres(Path(database["data_dir"]), database["port"]).stop()
         self._write_state(state)

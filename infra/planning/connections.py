@@ -1,6 +1,6 @@
 """The connection budget: every pool at maximum autoscale fits in max_connections minus the reserve.
 
-This is the reference text's last failure ("Connection refused" once pools are exhausted) made
+This is the README's "Connection refused" bottleneck (pools exhausting max_connections) made
 arithmetic: servers x workers x (pool + overflow) <= max_connections - reserve, or RDS Proxy.
 """
 
@@ -25,7 +25,7 @@ def replication_reserve(replicas: int) -> int:
 
 
 # SQLAlchemy's defaults (pool 5, overflow 10) give 15 connections per engine, 30 per worker
-# process, which is what exhausts max_connections in the reference text. A request holds its
+# process, which is what exhausts max_connections on a stock deployment. A request holds its
 # connection for a few ms, so 2 pooled connections serve the steady rate. The overflow covers a
 # burst where every client calls at once, and MLflow's log_batch holds one connection while it
 # takes a second (sqlalchemy_store.log_batch): with fewer than two per concurrent request the
@@ -54,7 +54,10 @@ MAX_CONNECTIONS_MARGIN = 1.2
 MIN_MAX_CONNECTIONS = 100
 # With RDS Proxy, the proxy may use 90% of max_connections; the rest stays for admin sessions.
 PROXY_MAX_CONNECTIONS_PERCENT = 90
+# Idle connections the proxy keeps open to the database: half its share, so a burst finds warm ones.
 PROXY_MAX_IDLE_PERCENT = 50
+# RDS Proxy closes a client connection idle this long; the pools recycle theirs before (POOL_RECYCLE_S).
+PROXY_IDLE_CLIENT_TIMEOUT_S = 1_800
 
 
 @dataclass(frozen=True)
@@ -80,9 +83,17 @@ def memory_ceiling(memory_bytes: int) -> int:
 
 
 @dataclass(frozen=True)
+class ProxyPlan:
+    """RDS Proxy's target group and client settings, when the budget needs a proxy."""
+
+    max_connections_percent: int
+    max_idle_connections_percent: int
+    idle_client_timeout_seconds: int
+    require_tls: bool = True
+
+
+@dataclass(frozen=True)
 class ConnectionBudget:
-    api_pool: Pool
-    ui_pool: Pool
     engines_per_worker: int       # SQLAlchemy engines (pools) per worker process and database
     api_connections: int          # to the primary, all API workers at max autoscale
     ui_primary_connections: int   # the UI's writes (and reads when there is no replica)
@@ -92,18 +103,14 @@ class ConnectionBudget:
     max_connections: int
     memory_ceiling: int
     rds_proxy: bool
-    proxy_max_connections_percent: int | None
+    proxy: ProxyPlan | None
     headroom: int                 # max_connections - reserve - connections the database sees
     reason: str
 
 
-def plan_connection_budget(*, api_max: int, api_workers: int, ui_max: int, ui_workers: int,
-                           replicas: int, memory_bytes: int, proxy_mode: str, auth: str = "none",
-                           api_clients: int = 0, api_min: int = 1, ui_clients: int = 0, ui_min: int = 1,
+def plan_connection_budget(*, api_max: int, api_workers: int, api_pool: Pool, ui_max: int, ui_workers: int,
+                           ui_pool: Pool, replicas: int, memory_bytes: int, proxy_mode: str, auth: str = "none",
                            source_file: str = "", instance_class: str = "") -> ConnectionBudget:
-    # the burst lands on the servers that are already running: the minimum fleet
-    api_pool = pool_for("api", api_clients, api_min * api_workers)
-    ui_pool = pool_for("ui", ui_clients, ui_min * ui_workers)
     engines = engines_per_worker(auth)
     api = api_max * api_workers * engines * api_pool.per_worker
     ui_all = ui_max * ui_workers * engines * ui_pool.per_worker
@@ -135,6 +142,7 @@ def plan_connection_budget(*, api_max: int, api_workers: int, ui_max: int, ui_wo
                f" RDS Proxy multiplexes them onto at most {percent}% of max_connections ({seen})"
                if not fits_direct else f"RDS Proxy requested (database.rds_proxy: on), using at most {percent}% of max_connections ({seen})")
         headroom = max_connections - reserve - seen
+        proxy = ProxyPlan(percent, PROXY_MAX_IDLE_PERCENT, PROXY_IDLE_CLIENT_TIMEOUT_S)
     else:
         need = max(fleet, ui_replica) + reserve
         max_connections = min(ceiling, max(MIN_MAX_CONNECTIONS, math.ceil(need * MAX_CONNECTIONS_MARGIN)))
@@ -142,6 +150,6 @@ def plan_connection_budget(*, api_max: int, api_workers: int, ui_max: int, ui_wo
                f" + UI {ui_max} x {ui_workers} x {engines} x ({ui_pool.pool_size}+{ui_pool.max_overflow}) = {ui_primary}"
                f" + reserve {reserve} fits in max_connections {max_connections} (class holds {ceiling})")
         headroom = max_connections - reserve - max(fleet, ui_replica)
-        percent = None
-    return ConnectionBudget(api_pool, ui_pool, engines, api, ui_primary, ui_replica, fleet, reserve,
-                            max_connections, ceiling, use_proxy, percent, headroom, why)
+        proxy = None
+    return ConnectionBudget(engines, api, ui_primary, ui_replica, fleet, reserve,
+                            max_connections, ceiling, use_proxy, proxy, headroom, why)

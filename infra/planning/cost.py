@@ -8,15 +8,7 @@ from . import catalogue
 from .connections import ConnectionBudget
 from .sizing import GP3_STRIPED_BASELINE, DatabaseClass, FleetPlan, StoragePlan
 
-# The monitoring component's alarms: database CPU, memory, connections, storage, disk queue;
-# 5xx on each load balancer, API p99; CPU of each server tier; and lag per replica.
-def alarm_count(replicas: int) -> int:
-    return 10 + replicas
-
-
 SECRETS = 1             # the RDS-managed master user secret
-# What tasks in private subnets reach without NAT: image pulls, logs, the database secret.
-INTERFACE_ENDPOINT_SERVICES = ("ecr.api", "ecr.dkr", "logs", "secretsmanager")
 LOAD_BALANCERS = 2      # API (internal) and UI
 
 
@@ -58,7 +50,7 @@ def _fleet_hourly(fleet: FleetPlan, p: dict) -> float:
 
 def estimate(*, region: str, db: DatabaseClass, multi_az: bool, replicas: int, storage: StoragePlan,
              budget: ConnectionBudget, api: FleetPlan, ui: FleetPlan, availability_zones: int,
-             nat_gateway: bool, creates_vpc: bool) -> CostEstimate:
+             nat_gateway: bool, creates_vpc: bool, interface_endpoints: int, alarms: int) -> CostEstimate:
     prices_region, p = prices_for(region)
     hours = catalogue.price_table()["hours_per_month"]
     lines: list[CostLine] = []
@@ -85,14 +77,13 @@ def estimate(*, region: str, db: DatabaseClass, multi_az: bool, replicas: int, s
                           f"{LOAD_BALANCERS} ALBs at one LCU each"))
     if creates_vpc and nat_gateway:
         lines.append(CostLine("NAT gateways", p["nat_gateway_hour"] * hours * availability_zones, f"one per zone x{availability_zones}"))
-    elif not nat_gateway:
-        endpoints = len(INTERFACE_ENDPOINT_SERVICES)
-        lines.append(CostLine("VPC interface endpoints", endpoints * availability_zones * p["interface_endpoint_az_hour"] * hours,
-                              f"{endpoints} endpoints x {availability_zones} zones (no NAT)"))
+    elif interface_endpoints:
+        lines.append(CostLine("VPC interface endpoints", interface_endpoints * availability_zones * p["interface_endpoint_az_hour"] * hours,
+                              f"{interface_endpoints} endpoints x {availability_zones} zones (no NAT)"))
     lines.append(CostLine("monitoring and secrets",
-                          alarm_count(replicas) * p["cloudwatch_alarm_month"] + p["cloudwatch_dashboard_month"]
+                          alarms * p["cloudwatch_alarm_month"] + p["cloudwatch_dashboard_month"]
                           + SECRETS * p["secrets_manager_secret_month"],
-                          f"{alarm_count(replicas)} alarms, 1 dashboard, {SECRETS} secret"))
+                          f"{alarms} alarms, 1 dashboard, {SECRETS} secret"))
     total = sum(line.monthly_usd for line in lines)
     burst = sum(_fleet_hourly(f, p) * (f.max_count - f.min_count) * hours for f in (api, ui))
     notes = ["fleets at their minimum count; S3 artifact storage and data transfer depend on use and are not included",

@@ -1,6 +1,6 @@
 """What the workload asks of the platform: requests/s, rows/s and bytes, before any sizing.
 
-The planner sizes from requests/s and rows/s separately (reference text, fix 4): a log_batch
+The planner sizes from requests/s and rows/s separately (README bottleneck 4): a log_batch
 of 1000 metrics is one request but a thousand rows.
 """
 

@@ -1,4 +1,4 @@
-"""The index migration: what MLflow's schema lacks for its own search queries (reference text fix 7).
+"""The index migration: what MLflow's schema lacks for its own search queries (README bottleneck 7).
 
 Runs after `mlflow db upgrade`, idempotently: CREATE INDEX CONCURRENTLY IF NOT EXISTS under an
 advisory lock, so many tasks starting at once build each index once and never block logging.

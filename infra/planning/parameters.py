@@ -1,17 +1,25 @@
 """PostgreSQL parameters computed from the instance's memory and vCPUs and the workload, PGTune style.
 
-One small function per parameter; each returns its value in PostgreSQL's base unit (the unit RDS
-parameter groups and postgresql.conf both take) and a one-line reason. Static parameters need a
-reboot on RDS (`pending-reboot`); dynamic ones apply at once (`immediate`). Reference text fix 3.
-Sources: PGTune (le0pard/pgtune, configurationSlice.js), the RDS for PostgreSQL user guide.
+A registry, like the policy rules' `@rule`: one decorated function per PostgreSQL parameter. The
+decorator declares the parameter's name, the base unit of its value (the unit RDS parameter groups
+and postgresql.conf both take), whether it is static (read at server start: RDS applies it at the
+next reboot, `pending-reboot`; a dynamic one applies at once, `immediate`), the node(s) it is set on
+and, optionally, the first engine major that has it. The function returns the value and a one-line
+reason. Its arguments are resolved by name from `ParameterInputs` and `derived_inputs` (below), so
+every input a value depends on is in its signature.
+
+The parameter groups list the parameters in registration order; the reasons and formulas the plan
+shows come from here. Reference text fix 3. Sources: PGTune (le0pard/pgtune, configurationSlice.js),
+the RDS for PostgreSQL user guide.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 KB = 1024
 MB = 1024 * KB
@@ -19,13 +27,13 @@ GB = 1024 * MB
 PAGE = 8 * KB
 
 ApplyMethod = Literal["immediate", "pending-reboot"]
+Node = Literal["primary", "replica"]
+Setting = tuple[object, str]  # (value in the parameter's base unit, one-line reason)
 
-# Parameters PostgreSQL only reads at server start (RDS marks them static).
-STATIC = frozenset({
-    "shared_buffers", "max_connections", "shared_preload_libraries", "wal_buffers",
-    "max_worker_processes", "autovacuum_max_workers", "pg_stat_statements.max",
-    "max_locks_per_transaction", "max_files_per_process", "track_activity_query_size",
-})
+UNITS = ("8kB", "kB", "MB", "ms", "s", "")
+PRIMARY: tuple[Node, ...] = ("primary",)
+REPLICA: tuple[Node, ...] = ("replica",)
+BOTH: tuple[Node, ...] = ("primary", "replica")
 
 
 @dataclass(frozen=True)
@@ -53,15 +61,29 @@ class ParameterInputs:
     storage: str = "ssd"
 
 
-def _param(name: str, value: object, unit: str, reason: str) -> Parameter:
-    if isinstance(value, bool):
-        text = "1" if value else "0"
-    else:
-        text = str(value)
-    return Parameter(name, text, unit, "pending-reboot" if name in STATIC else "immediate", reason)
+# --- constants: each set value that is not computed ------------------------------------------------
+
+CHECKPOINT_TIMEOUT_S = 900                   # 15 min, not 5: fewer full-page images under steady logging
+CHECKPOINT_COMPLETION_TARGET = 0.9           # spread checkpoint writes over 90% of the interval (PGTune)
+RANDOM_PAGE_COST_SSD = 1.1                   # gp3 random reads cost nearly what sequential ones do (PGTune)
+EFFECTIVE_IO_CONCURRENCY_SSD = 200           # SSDs serve many concurrent reads (PGTune, Linux)
+PG_STAT_STATEMENTS_MAX = 10_000              # default 5,000; MLflow's varying search filters make many shapes
+LOG_AUTOVACUUM_MIN_DURATION_MS = 10_000      # log only vacuum runs long enough to mean it is falling behind
+IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000      # a killed worker's open transaction blocks vacuum at most a minute
+AUTOVACUUM_NAPTIME_S = 15                    # default 60; latest_metrics is updated on every logging call
+AUTOVACUUM_VACUUM_SCALE_FACTOR = 0.02        # default 0.2; update-heavy latest_metrics bloats at 20% dead rows
+AUTOVACUUM_ANALYZE_SCALE_FACTOR = 0.01       # default 0.1; search plans must follow fast-growing tables
+AUTOVACUUM_VACUUM_INSERT_SCALE_FACTOR = 0.05  # default 0.2; insert-only metrics get visibility bits sooner
+AUTOVACUUM_VACUUM_COST_LIMIT = 2_000         # 10x the default 200: gp3 has the I/O for vacuum to keep up
+MAX_STANDBY_STREAMING_DELAY_MS = 30_000      # a replica search may delay replay 30 s, then replay wins
+MAX_WAL_SIZE_MB_OLTP = 8 * 1024              # PGTune's OLTP max_wal_size, 8 GB
+MIN_WAL_SIZE_MB_OLTP = 2 * 1024              # PGTune's OLTP min_wal_size, 2 GB
+PARALLEL_FROM_VCPU = 4                       # PGTune sizes workers by vCPU from 4 vCPUs; below, defaults
+JIT_FROM_MAJOR = 12                          # jit is on by default from PG 12, so it is set off from there
+LZ4_WAL_FROM_MAJOR = 15                      # wal_compression accepts lz4 from PG 15
 
 
-# --- memory ---------------------------------------------------------------------------------
+# --- formulas: the computed values, each a small pure function ---------------------------------
 
 def shared_buffers_pages(memory_bytes: int) -> int:
     """RAM/4 (PGTune; also RDS's own default {DBInstanceClassMemory/32768})."""
@@ -98,18 +120,16 @@ def work_mem_kb(memory_bytes: int, max_connections: int, max_worker_processes: i
     return max(4 * MB, value) // KB
 
 
-# --- CPU and parallelism ---------------------------------------------------------------------
-
 def max_worker_processes(vcpu: int) -> int:
     """One per vCPU from 4 vCPUs (PGTune); PostgreSQL's default 8 below that."""
-    return vcpu if vcpu >= 4 else 8
+    return vcpu if vcpu >= PARALLEL_FROM_VCPU else 8
 
 
 def max_parallel_workers_per_gather(vcpu: int) -> int:
     """Half the vCPUs, at most 4, from 4 vCPUs (PGTune). Below that, none: on 2 vCPUs starting
     workers cost ~15 ms per query, more than they saved on MLflow's indexed searches (measured, see
     infra/data/mlflow_indexes.yaml: filter by param 28 -> 11 ms without them)."""
-    return min(math.ceil(vcpu / 2), 4) if vcpu >= 4 else 0
+    return min(math.ceil(vcpu / 2), 4) if vcpu >= PARALLEL_FROM_VCPU else 0
 
 
 def autovacuum_max_workers(vcpu: int) -> int:
@@ -117,88 +137,340 @@ def autovacuum_max_workers(vcpu: int) -> int:
     return max(3, min(10, vcpu // 8 + 2))
 
 
-# --- WAL and checkpoints ---------------------------------------------------------------------
-
-CHECKPOINT_TIMEOUT_S = 900
-
-
 def max_wal_size_mb(wal_mib_per_s: float) -> int:
     """8 GB (PGTune, OLTP), or twice the WAL of one checkpoint interval if more, so checkpoints are timed, not forced."""
-    return max(8 * 1024, math.ceil(wal_mib_per_s * CHECKPOINT_TIMEOUT_S * 2))
+    return max(MAX_WAL_SIZE_MB_OLTP, math.ceil(wal_mib_per_s * CHECKPOINT_TIMEOUT_S * 2))
 
 
 def min_wal_size_mb(max_wal_mb: int) -> int:
     """2 GB (PGTune, OLTP), a quarter of max_wal_size at most: recycled segments avoid new-file creation."""
-    return min(2 * 1024, max_wal_mb // 4)
+    return min(MIN_WAL_SIZE_MB_OLTP, max_wal_mb // 4)
+
+
+def derived_inputs(i: ParameterInputs) -> dict[str, int]:
+    """Values that more than one parameter depends on, computed once; parameter functions ask for
+    them by these names, beside the `ParameterInputs` fields."""
+    return {
+        "shared_buffers_pages": shared_buffers_pages(i.memory_bytes),
+        "max_worker_processes": max_worker_processes(i.vcpu),
+        "autovacuum_max_workers": autovacuum_max_workers(i.vcpu),
+        "max_wal_size_mb": max_wal_size_mb(i.wal_mib_per_s),
+    }
+
+
+# --- the registry ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Definition:
+    """One registered parameter: what the decorator declared and the function computing it."""
+
+    name: str
+    unit: str
+    static: bool
+    nodes: tuple[Node, ...]
+    compute: Callable[..., Setting]
+    arguments: tuple[str, ...]      # the function's parameter names, resolved by name
+    min_engine_major: int = 0
+    static_exception: str = ""       # why `static` deliberately differs from PostgreSQL's pg_settings.context
+
+    @property
+    def apply_method(self) -> ApplyMethod:
+        return "pending-reboot" if self.static else "immediate"
+
+    def applies_to(self, node: Node, engine_major: int) -> bool:
+        return node in self.nodes and engine_major >= self.min_engine_major
+
+    def evaluate(self, available: dict[str, object]) -> Parameter:
+        value, reason = self.compute(**{name: available[name] for name in self.arguments})
+        return Parameter(self.name, _text(value), self.unit, self.apply_method, reason)
+
+
+REGISTRY: list[Definition] = []
+
+
+def parameter(name: str, *, unit: str, static: bool, nodes: tuple[Node, ...], min_engine_major: int = 0,
+              static_exception: str = ""):
+    """Register the decorated function as the PostgreSQL parameter `name`. Registration order is
+    the order the parameter groups list them in."""
+    def register(fn: Callable[..., Setting]) -> Callable[..., Setting]:
+        arguments = tuple(inspect.signature(fn).parameters)
+        REGISTRY.append(Definition(name, unit, static, nodes, fn, arguments, min_engine_major, static_exception))
+        return fn
+    return register
+
+
+def _text(value: object) -> str:
+    """PostgreSQL's spelling: booleans as 1/0, everything else as written."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+def available_arguments(i: ParameterInputs) -> dict[str, object]:
+    """Everything a parameter function may ask for by name."""
+    return {**dataclasses.asdict(i), **derived_inputs(i)}
+
+
+def registered(name: str) -> Definition:
+    for definition in REGISTRY:
+        if definition.name == name:
+            return definition
+    raise KeyError(f"no registered PostgreSQL parameter {name!r}")
+
+
+# --- memory ---------------------------------------------------------------------------------------
+
+@parameter("shared_buffers", unit="8kB", static=True, nodes=BOTH)
+def _shared_buffers(memory_bytes: int, shared_buffers_pages: int) -> Setting:
+    return shared_buffers_pages, f"25% of {memory_bytes / GB:g} GiB RAM (PGTune; RDS's own default ratio)"
+
+
+@parameter("effective_cache_size", unit="8kB", static=False, nodes=BOTH)
+def _effective_cache_size(memory_bytes: int) -> Setting:
+    return effective_cache_size_pages(memory_bytes), "75% of RAM: shared_buffers + OS page cache (PGTune)"
+
+
+@parameter("work_mem", unit="kB", static=False, nodes=BOTH)
+def _work_mem(memory_bytes: int, max_connections: int, max_worker_processes: int) -> Setting:
+    return (work_mem_kb(memory_bytes, max_connections, max_worker_processes),
+            f"(RAM - shared_buffers) / ((max_connections {max_connections} + {max_worker_processes} workers) x 3),"
+            " floor 4 MB (PGTune)")
+
+
+@parameter("maintenance_work_mem", unit="kB", static=False, nodes=BOTH)
+def _maintenance_work_mem(memory_bytes: int) -> Setting:
+    return maintenance_work_mem_kb(memory_bytes), "RAM/16, at most 2 GB: fast index builds and vacuum (PGTune)"
+
+
+@parameter("autovacuum_work_mem", unit="kB", static=False, nodes=BOTH)
+def _autovacuum_work_mem(memory_bytes: int, autovacuum_max_workers: int) -> Setting:
+    return (autovacuum_work_mem_kb(memory_bytes, autovacuum_max_workers),
+            f"RAM/16 shared by {autovacuum_max_workers} autovacuum workers, at most 1 GB each"
+            " (vacuum's own cap before PG 17)")
+
+
+@parameter("wal_buffers", unit="8kB", static=True, nodes=BOTH)
+def _wal_buffers(shared_buffers_pages: int) -> Setting:
+    return wal_buffers_pages(shared_buffers_pages), "3% of shared_buffers, capped at one 16 MB WAL segment (PGTune)"
+
+
+# --- WAL and checkpoints --------------------------------------------------------------------------
+
+@parameter("min_wal_size", unit="MB", static=False, nodes=BOTH)
+def _min_wal_size(max_wal_size_mb: int) -> Setting:
+    return (min_wal_size_mb(max_wal_size_mb),
+            f"{MIN_WAL_SIZE_MB_OLTP // 1024} GB (PGTune OLTP): recycled WAL segments instead of new files")
+
+
+@parameter("max_wal_size", unit="MB", static=False, nodes=BOTH)
+def _max_wal_size(max_wal_size_mb: int, wal_mib_per_s: float) -> Setting:
+    return (max_wal_size_mb,
+            f"{MAX_WAL_SIZE_MB_OLTP // 1024} GB (PGTune OLTP) or 2x the WAL written in one checkpoint_timeout"
+            f" at {wal_mib_per_s:.1f} MiB/s: checkpoints stay timed, not forced")
+
+
+@parameter("checkpoint_timeout", unit="s", static=False, nodes=BOTH)
+def _checkpoint_timeout() -> Setting:
+    return (CHECKPOINT_TIMEOUT_S,
+            f"{CHECKPOINT_TIMEOUT_S // 60} min instead of 5: fewer full-page images for a write-heavy logging load")
+
+
+@parameter("checkpoint_completion_target", unit="", static=False, nodes=BOTH)
+def _checkpoint_completion_target() -> Setting:
+    return (CHECKPOINT_COMPLETION_TARGET,
+            f"spread checkpoint writes over {CHECKPOINT_COMPLETION_TARGET:.0%} of the interval"
+            " (PGTune; the default since PG 14)")
+
+
+# --- planner and I/O ------------------------------------------------------------------------------
+
+@parameter("random_page_cost", unit="", static=False, nodes=BOTH)
+def _random_page_cost() -> Setting:
+    return (RANDOM_PAGE_COST_SSD,
+            "SSD (gp3): random reads cost nearly what sequential ones do, so indexes get used (PGTune)")
+
+
+@parameter("effective_io_concurrency", unit="", static=False, nodes=BOTH)
+def _effective_io_concurrency() -> Setting:
+    return EFFECTIVE_IO_CONCURRENCY_SSD, "SSD (gp3) serves many concurrent reads (PGTune, Linux)"
+
+
+# --- connections and parallelism ------------------------------------------------------------------
+# A hot standby refuses to start with fewer max_connections or max_worker_processes than its primary,
+# so the replicas get the same values.
+
+@parameter("max_connections", unit="", static=True, nodes=BOTH)
+def _max_connections(max_connections: int) -> Setting:
+    return max_connections, "the connection budget: fleet pools at max autoscale + reserve"
+
+
+@parameter("max_worker_processes", unit="", static=True, nodes=BOTH)
+def _max_worker_processes(max_worker_processes: int) -> Setting:
+    return max_worker_processes, "one per vCPU from 4 vCPUs, else PostgreSQL's 8 (PGTune)"
+
+
+@parameter("max_parallel_workers", unit="", static=False, nodes=BOTH)
+def _max_parallel_workers(max_worker_processes: int) -> Setting:
+    return max_worker_processes, "all background workers may serve parallel queries (PGTune)"
+
+
+@parameter("max_parallel_workers_per_gather", unit="", static=False, nodes=BOTH)
+def _max_parallel_workers_per_gather(vcpu: int) -> Setting:
+    return (max_parallel_workers_per_gather(vcpu),
+            "half the vCPUs, at most 4 (PGTune); 0 below 4 vCPUs, where starting workers costs more than"
+            " MLflow's indexed searches gain (measured)")
+
+
+# --- statistics and logging -----------------------------------------------------------------------
+
+@parameter("shared_preload_libraries", unit="", static=True, nodes=BOTH)
+def _shared_preload_libraries() -> Setting:
+    return "pg_stat_statements", "query statistics the diagnose command and slow-search analysis read"
+
+
+@parameter("pg_stat_statements.track", unit="", static=False, nodes=BOTH)
+def _pg_stat_statements_track() -> Setting:
+    return "top", "count the statements MLflow sends (it calls no functions), set explicitly so diagnosis can rely on it"
+
+
+@parameter("pg_stat_statements.max", unit="", static=True, nodes=BOTH)
+def _pg_stat_statements_max() -> Setting:
+    return PG_STAT_STATEMENTS_MAX, "room for every distinct MLflow statement shape (search filters vary)"
+
+
+@parameter("track_io_timing", unit="", static=False, nodes=BOTH)
+def _track_io_timing() -> Setting:
+    return True, "I/O time per statement in pg_stat_statements: tells slow disk from slow plans"
+
+
+@parameter("log_min_duration_statement", unit="ms", static=False, nodes=BOTH)
+def _log_min_duration_statement(log_min_duration_ms: int) -> Setting:
+    return log_min_duration_ms, "log slow searches so missing indexes show up (reference text fix 7)"
+
+
+@parameter("log_autovacuum_min_duration", unit="ms", static=False, nodes=BOTH)
+def _log_autovacuum_min_duration() -> Setting:
+    return (LOG_AUTOVACUUM_MIN_DURATION_MS,
+            f"log autovacuum runs over {LOG_AUTOVACUUM_MIN_DURATION_MS // 1000} s:"
+            " metric tables are where vacuum falls behind")
+
+
+@parameter("idle_in_transaction_session_timeout", unit="ms", static=False, nodes=BOTH)
+def _idle_in_transaction_session_timeout() -> Setting:
+    return (IDLE_IN_TRANSACTION_TIMEOUT_MS,
+            "a worker killed mid-request must not hold locks and block vacuum for more than a minute")
+
+
+# --- autovacuum -----------------------------------------------------------------------------------
+
+@parameter("autovacuum_max_workers", unit="", static=True, nodes=BOTH,
+           static_exception="PostgreSQL 18 made it reloadable (context sighup, up to the new static"
+                            " autovacuum_worker_slots); through 17, the majors the plans ship, it is postmaster."
+                            " pending-reboot is valid for a dynamic parameter too, so static is the safe flag")
+def _autovacuum_max_workers(autovacuum_max_workers: int) -> Setting:
+    return autovacuum_max_workers, "3, one more per 8 vCPUs: metrics and latest_metrics churn constantly"
+
+
+@parameter("autovacuum_naptime", unit="s", static=False, nodes=BOTH)
+def _autovacuum_naptime() -> Setting:
+    return (AUTOVACUUM_NAPTIME_S,
+            f"check tables every {AUTOVACUUM_NAPTIME_S} s instead of 60: latest_metrics is updated on every logging call")
+
+
+@parameter("autovacuum_vacuum_scale_factor", unit="", static=False, nodes=BOTH)
+def _autovacuum_vacuum_scale_factor() -> Setting:
+    return (AUTOVACUUM_VACUUM_SCALE_FACTOR,
+            f"vacuum after {AUTOVACUUM_VACUUM_SCALE_FACTOR:.0%} dead rows, not 20%:"
+            " big update-heavy tables (latest_metrics) bloat otherwise")
+
+
+@parameter("autovacuum_analyze_scale_factor", unit="", static=False, nodes=BOTH)
+def _autovacuum_analyze_scale_factor() -> Setting:
+    return (AUTOVACUUM_ANALYZE_SCALE_FACTOR,
+            f"re-analyse after {AUTOVACUUM_ANALYZE_SCALE_FACTOR:.0%} change so search plans track fast-growing tables")
+
+
+@parameter("autovacuum_vacuum_insert_scale_factor", unit="", static=False, nodes=BOTH)
+def _autovacuum_vacuum_insert_scale_factor() -> Setting:
+    return (AUTOVACUUM_VACUUM_INSERT_SCALE_FACTOR,
+            f"insert-only metrics: vacuum sets visibility bits after {AUTOVACUUM_VACUUM_INSERT_SCALE_FACTOR:.0%}"
+            " new rows (index-only scans)")
+
+
+@parameter("autovacuum_vacuum_cost_limit", unit="", static=False, nodes=BOTH)
+def _autovacuum_vacuum_cost_limit() -> Setting:
+    return AUTOVACUUM_VACUUM_COST_LIMIT, "10x the default: gp3 has the I/O to let vacuum keep up with the insert rate"
+
+
+# --- durability and security ----------------------------------------------------------------------
+
+@parameter("fsync", unit="", static=False, nodes=BOTH)
+def _fsync() -> Setting:
+    return True, "never off: a crash would corrupt the database (reference text's fsync=off is refused)"
+
+
+@parameter("full_page_writes", unit="", static=False, nodes=BOTH)
+def _full_page_writes() -> Setting:
+    return True, "never off: torn pages after a crash cannot be repaired without them"
+
+
+# Primary only: a replica acknowledges nothing to clients, so the setting would mean nothing there.
+@parameter("synchronous_commit", unit="", static=False, nodes=PRIMARY)
+def _synchronous_commit(durability: str) -> Setting:
+    if durability == "relaxed":
+        return "off", ("off (durability: relaxed): commits return before the WAL flush;"
+                       " a crash can lose the last ~0.6 s of writes")
+    return "on", "on (durability: strict): an acknowledged log call survives a crash"
+
+
+@parameter("rds.force_ssl", unit="", static=False, nodes=BOTH)
+def _rds_force_ssl() -> Setting:
+    return True, "clients must use TLS: credentials and run data never cross the VPC in clear text"
+
+
+# --- engine-version gated -------------------------------------------------------------------------
+
+@parameter("jit", unit="", static=False, nodes=BOTH, min_engine_major=JIT_FROM_MAJOR)
+def _jit() -> Setting:
+    return False, "MLflow's queries are short OLTP statements; JIT compile time costs more than it saves (PGTune)"
+
+
+@parameter("wal_compression", unit="", static=False, nodes=BOTH, min_engine_major=LZ4_WAL_FROM_MAJOR)
+def _wal_compression() -> Setting:
+    return "lz4", "lz4-compressed full-page images cut WAL volume at little CPU (PGTune, PG 15+)"
+
+
+# --- replicas only: serving reads beside replay ----------------------------------------------------
+
+@parameter("hot_standby_feedback", unit="", static=False, nodes=REPLICA)
+def _hot_standby_feedback() -> Setting:
+    return True, "UI searches on the replica are not cancelled by vacuum on the primary"
+
+
+@parameter("max_standby_streaming_delay", unit="ms", static=False, nodes=REPLICA)
+def _max_standby_streaming_delay() -> Setting:
+    return (MAX_STANDBY_STREAMING_DELAY_MS,
+            f"replay may wait {MAX_STANDBY_STREAMING_DELAY_MS // 1000} s for a running search, then wins:"
+            " the replica never drifts far behind")
 
 
 # --- the whole set -------------------------------------------------------------------------------
 
+def parameters_for(node: Node, i: ParameterInputs) -> list[Parameter]:
+    """Every registered parameter that applies to `node` on this engine, in registration order."""
+    available = available_arguments(i)
+    return [d.evaluate(available) for d in REGISTRY if d.applies_to(node, i.engine_major)]
+
+
 def primary_parameters(i: ParameterInputs) -> list[Parameter]:
     """The primary's parameter group."""
-    shared = shared_buffers_pages(i.memory_bytes)
-    workers = max_worker_processes(i.vcpu)
-    av_workers = autovacuum_max_workers(i.vcpu)
-    max_wal = max_wal_size_mb(i.wal_mib_per_s)
-    gib = i.memory_bytes / GB
-    params = [
-        _param("shared_buffers", shared, "8kB", f"25% of {gib:g} GiB RAM (PGTune; RDS's own default ratio)"),
-        _param("effective_cache_size", effective_cache_size_pages(i.memory_bytes), "8kB", "75% of RAM: shared_buffers + OS page cache (PGTune)"),
-        _param("work_mem", work_mem_kb(i.memory_bytes, i.max_connections, workers), "kB",
-               f"(RAM - shared_buffers) / ((max_connections {i.max_connections} + {workers} workers) x 3), floor 4 MB (PGTune)"),
-        _param("maintenance_work_mem", maintenance_work_mem_kb(i.memory_bytes), "kB", "RAM/16, at most 2 GB: fast index builds and vacuum (PGTune)"),
-        _param("autovacuum_work_mem", autovacuum_work_mem_kb(i.memory_bytes, av_workers), "kB",
-               f"RAM/16 shared by {av_workers} autovacuum workers, at most 1 GB each (vacuum's own cap before PG 17)"),
-        _param("wal_buffers", wal_buffers_pages(shared), "8kB", "3% of shared_buffers, capped at one 16 MB WAL segment (PGTune)"),
-        _param("min_wal_size", min_wal_size_mb(max_wal), "MB", "2 GB (PGTune OLTP): recycled WAL segments instead of new files"),
-        _param("max_wal_size", max_wal, "MB",
-               f"8 GB (PGTune OLTP) or 2x the WAL written in one checkpoint_timeout at {i.wal_mib_per_s:.1f} MiB/s: checkpoints stay timed, not forced"),
-        _param("checkpoint_timeout", CHECKPOINT_TIMEOUT_S, "s", "15 min instead of 5: fewer full-page images for a write-heavy logging load"),
-        _param("checkpoint_completion_target", "0.9", "", "spread checkpoint writes over 90% of the interval (PGTune; the default since PG 14)"),
-        _param("random_page_cost", "1.1", "", "SSD (gp3): random reads cost nearly what sequential ones do, so indexes get used (PGTune)"),
-        _param("effective_io_concurrency", 200, "", "SSD (gp3) serves many concurrent reads (PGTune, Linux)"),
-        _param("max_connections", i.max_connections, "", "the connection budget: fleet pools at max autoscale + reserve"),
-        _param("max_worker_processes", workers, "", "one per vCPU from 4 vCPUs, else PostgreSQL's 8 (PGTune)"),
-        _param("max_parallel_workers", workers, "", "all background workers may serve parallel queries (PGTune)"),
-        _param("max_parallel_workers_per_gather", max_parallel_workers_per_gather(i.vcpu), "",
-               "half the vCPUs, at most 4 (PGTune); 0 below 4 vCPUs, where starting workers costs more than MLflow's indexed searches gain (measured)"),
-        _param("shared_preload_libraries", "pg_stat_statements", "", "query statistics the diagnose command and slow-search analysis read"),
-        _param("pg_stat_statements.track", "top", "", "count the statements MLflow sends (it calls no functions), set explicitly so diagnosis can rely on it"),
-        _param("pg_stat_statements.max", 10_000, "", "room for every distinct MLflow statement shape (search filters vary)"),
-        _param("track_io_timing", True, "", "I/O time per statement in pg_stat_statements: tells slow disk from slow plans"),
-        _param("log_min_duration_statement", i.log_min_duration_ms, "ms", "log slow searches so missing indexes show up (reference text fix 7)"),
-        _param("log_autovacuum_min_duration", 10_000, "ms", "log autovacuum runs over 10 s: metric tables are where vacuum falls behind"),
-        _param("idle_in_transaction_session_timeout", 60_000, "ms",
-               "a worker killed mid-request must not hold locks and block vacuum for more than a minute"),
-        _param("autovacuum_max_workers", av_workers, "", "3, one more per 8 vCPUs: metrics and latest_metrics churn constantly"),
-        _param("autovacuum_naptime", 15, "s", "check tables every 15 s instead of 60: latest_metrics is updated on every logging call"),
-        _param("autovacuum_vacuum_scale_factor", "0.02", "", "vacuum after 2% dead rows, not 20%: big update-heavy tables (latest_metrics) bloat otherwise"),
-        _param("autovacuum_analyze_scale_factor", "0.01", "", "re-analyse after 1% change so search plans track fast-growing tables"),
-        _param("autovacuum_vacuum_insert_scale_factor", "0.05", "", "insert-only metrics: vacuum sets visibility bits after 5% new rows (index-only scans)"),
-        _param("autovacuum_vacuum_cost_limit", 2_000, "", "10x the default: gp3 has the I/O to let vacuum keep up with the insert rate"),
-        _param("fsync", True, "", "never off: a crash would corrupt the database (reference text's fsync=off is refused)"),
-        _param("full_page_writes", True, "", "never off: torn pages after a crash cannot be repaired without them"),
-        _param("synchronous_commit", "off" if i.durability == "relaxed" else "on", "",
-               "off (durability: relaxed): commits return before the WAL flush; a crash can lose the last ~0.6 s of writes"
-               if i.durability == "relaxed" else "on (durability: strict): an acknowledged log call survives a crash"),
-        _param("rds.force_ssl", True, "", "clients must use TLS: credentials and run data never cross the VPC in clear text"),
-    ]
-    if i.engine_major >= 12:
-        params.append(_param("jit", False, "", "MLflow's queries are short OLTP statements; JIT compile time costs more than it saves (PGTune)"))
-    if i.engine_major >= 15:
-        params.append(_param("wal_compression", "lz4", "", "lz4-compressed full-page images cut WAL volume at little CPU (PGTune, PG 15+)"))
-    return params
+    return parameters_for("primary", i)
 
 
 def replica_parameters(i: ParameterInputs) -> list[Parameter]:
     """The replicas' group: the primary's (a hot standby needs max_connections and
     max_worker_processes at least the primary's) plus what serving reads beside replay needs."""
-    params = [p for p in primary_parameters(i) if p.name != "synchronous_commit"]
-    params += [
-        _param("hot_standby_feedback", True, "", "UI searches on the replica are not cancelled by vacuum on the primary"),
-        _param("max_standby_streaming_delay", 30_000, "ms", "replay may wait 30 s for a running search, then wins: the replica never drifts far behind"),
-    ]
-    return params
+    return parameters_for("replica", i)
 
 
 def by_name(params: list[Parameter]) -> dict[str, Parameter]:

@@ -7,19 +7,22 @@ policy pack, the CLI) reads this plan; nothing recomputes sizing. No Pulumi or A
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from . import catalogue
-from .connections import ConnectionBudget, plan_connection_budget
+from .alarms import AlarmPlan, plan_alarms
+from .connections import ConnectionBudget, Pool, plan_connection_budget, pool_for
 from .cost import CostEstimate, estimate, instance_hourly
 from .demand import Coefficients, Demand, coefficients, demand
 from .indexes import IndexMigration, index_migration
-from .parameters import Parameter, ParameterInputs, primary_parameters, replica_parameters
+from .parameters import Parameter, ParameterInputs, primary_parameters, replica_parameters, scaled_to
 from .server_command import ServerSettings, server_settings
 from .sizing import (
+    SERVER_TARGET_CPU,
     DatabaseClass,
     FleetPlan,
     ReplicaPlan,
@@ -33,9 +36,14 @@ from .sizing import (
 )
 from ..spec.model import EnvironmentSpec
 
-PLAN_FORMAT = 1
+PLAN_FORMAT = 2  # 2: tier plans (pool, server, scaling), alarms, artifacts, placement zones and subnets
 # Slow-query logging threshold: production logs fewer, development sees more.
 LOG_MIN_DURATION_MS = {"production": 500, "staging": 250, "development": 250}
+# What tasks in private subnets reach without NAT: image pulls, logs, the database secret.
+INTERFACE_ENDPOINT_SERVICES = ("ecr.api", "ecr.dkr", "logs", "secretsmanager")
+# A new VPC's subnets: 1/16 of it each (a /20 in a /16: room for thousands of Fargate ENIs), at most /28.
+SUBNET_PREFIX_STEP = 4
+SMALLEST_SUBNET_PREFIX = 28
 
 
 @dataclass(frozen=True)
@@ -60,16 +68,41 @@ class DatabasePlan:
     primary_parameters: tuple[Parameter, ...]
     replica_parameters: tuple[Parameter, ...]
 
+    @property
+    def parameter_family(self) -> str:
+        return f"postgres{self.engine_version.split('.')[0]}"
+
+    def scaled_to(self, memory_bytes: int, vcpu: int) -> tuple[tuple[Parameter, ...], tuple[Parameter, ...]]:
+        """The primary's and replicas' parameter sets for another machine (the local topology): memory-
+        and CPU-derived values follow the box, every workload-derived choice stays the plan's."""
+        inputs = scaled_to(self.parameter_inputs, memory_bytes, vcpu)
+        return tuple(primary_parameters(inputs)), tuple(replica_parameters(inputs))
+
+
+@dataclass(frozen=True)
+class TierPlan(FleetPlan):
+    """One tier of MLflow servers (api or ui): its fleet, pool, server command and scaling."""
+
+    pool: Pool
+    server: ServerSettings
+    scaling_target_cpu_percent: int
+    task_cpu_units: int           # Fargate: 1024 per vCPU
+    task_memory_mib: int
+    reads_from_replica: bool
+    writes_artifacts: bool        # the API writes the bucket; the UI only reads it
+
 
 @dataclass(frozen=True)
 class TrackingPlan:
     compute: str
     mlflow_version: str
-    api: FleetPlan
-    ui: FleetPlan
-    api_server: ServerSettings
-    ui_server: ServerSettings
+    api: TierPlan
+    ui: TierPlan
     ui_reads_from_replica: Decision
+
+    @property
+    def tiers(self) -> tuple[TierPlan, TierPlan]:
+        return (self.api, self.ui)
 
 
 @dataclass(frozen=True)
@@ -80,7 +113,20 @@ class PlacementPlan:
     peering: Decision
     nat_gateway: bool
     interface_endpoints: Decision
+    interface_endpoint_services: tuple[str, ...]   # empty when NAT reaches the AWS APIs
+    primary_zone: str | None                       # None with Multi-AZ: RDS picks the standby's zone
+    replica_zones: tuple[str, ...]                 # one per replica, spread so a zone outage leaves one
+    private_subnet_cidrs: tuple[str, ...]          # a new VPC's subnets, one per zone; empty in the training VPC
+    public_subnet_cidrs: tuple[str, ...]
     reason: str
+
+
+@dataclass(frozen=True)
+class ArtifactsPlan:
+    expire_after_days: Decision
+    noncurrent_version_expire_days: int
+    bucket_name: str | None
+    force_destroy: bool
 
 
 @dataclass(frozen=True)
@@ -96,6 +142,8 @@ class CapacityPlan:
     connection_budget: ConnectionBudget
     tracking: TrackingPlan
     placement: PlacementPlan
+    artifacts: ArtifactsPlan
+    alarms: tuple[AlarmPlan, ...]
     indexes: IndexMigration
     cost: CostEstimate
     tags: dict[str, str]
@@ -119,7 +167,20 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _placement(spec: EnvironmentSpec) -> PlacementPlan:
+def subnet_cidrs(vpc_cidr: str, zones: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A new VPC's private subnets first, its public ones after, one of each per zone."""
+    network = ipaddress.ip_network(vpc_cidr)
+    blocks = [str(b) for b in network.subnets(new_prefix=min(network.prefixlen + SUBNET_PREFIX_STEP, SMALLEST_SUBNET_PREFIX))]
+    return tuple(blocks[:zones]), tuple(blocks[zones:2 * zones])
+
+
+def replica_zones(zones: tuple[str, ...], replicas: int) -> tuple[str, ...]:
+    """Replica i goes to the zone after the primary's (the first), round the list: a zone outage
+    leaves the UI a replica to read from."""
+    return tuple(zones[(i + 1) % len(zones)] for i in range(replicas)) if zones else ()
+
+
+def _placement(spec: EnvironmentSpec, replicas: int) -> PlacementPlan:
     p = spec.placement
     zones = spec.availability_zones
     training_zones = spec.training_availability_zones
@@ -133,6 +194,7 @@ def _placement(spec: EnvironmentSpec) -> PlacementPlan:
     else:
         why = f"a new VPC {p.new_vpc.cidr} in {', '.join(zones)}; no training VPC given, so clients reach the API over its internal load balancer"
     nat = spec.nat_gateway
+    private, public = subnet_cidrs(p.new_vpc.cidr, len(zones)) if p.tracking_vpc == "new" else ((), ())
     return PlacementPlan(
         tracking_vpc=p.tracking_vpc,
         availability_zones=zones,
@@ -141,8 +203,34 @@ def _placement(spec: EnvironmentSpec) -> PlacementPlan:
         nat_gateway=nat,
         interface_endpoints=Decision(not nat, "no NAT: ECR, CloudWatch Logs and Secrets Manager through interface endpoints"
                                      if not nat else "NAT reaches AWS APIs; an S3 gateway endpoint still keeps artifact traffic off it"),
+        interface_endpoint_services=() if nat else INTERFACE_ENDPOINT_SERVICES,
+        primary_zone=None if spec.multi_az else training_zones[0],
+        replica_zones=replica_zones(training_zones, replicas),
+        private_subnet_cidrs=private,
+        public_subnet_cidrs=public,
         reason=why,
     )
+
+
+def _tier(role: str, spec: EnvironmentSpec, fleet: FleetPlan, pool: Pool, engines: int, reads_from_replica: bool) -> TierPlan:
+    return TierPlan(
+        **{f.name: getattr(fleet, f.name) for f in dataclasses.fields(FleetPlan)},
+        pool=pool,
+        server=server_settings(role, spec, fleet, pool, engines, reads_from_replica),
+        scaling_target_cpu_percent=round(SERVER_TARGET_CPU * 100),
+        task_cpu_units=int(fleet.vcpu * 1024),
+        task_memory_mib=int(fleet.memory_gib * 1024),
+        reads_from_replica=reads_from_replica,
+        writes_artifacts=role == "api",
+    )
+
+
+def _artifacts(spec: EnvironmentSpec) -> ArtifactsPlan:
+    a = spec.artifacts
+    expire = (Decision(a.expire_after_days, "set in the environment file (artifacts.expire_after_days)") if a.expire_after_days
+              else Decision(spec.workload.retention_days, "the runs' retention (workload.retention_days): artifacts go with their runs"))
+    return ArtifactsPlan(expire, a.noncurrent_version_expire_days, a.bucket_name,
+                         force_destroy=not spec.production)
 
 
 def plan(spec: EnvironmentSpec, k: Coefficients | None = None) -> CapacityPlan:
@@ -164,13 +252,14 @@ def plan(spec: EnvironmentSpec, k: Coefficients | None = None) -> CapacityPlan:
     ui = plan_fleet("ui", d.ui_read_requests_per_s, spec.workload.metrics_per_call, spec.tier,
                     spec.tracking.compute, spec.tracking.ui, k)
     cls = catalogue.instance_class(instance.instance_class)
-    budget = plan_connection_budget(api_max=api.max_count, api_workers=api.workers, ui_max=ui.max_count,
-                                    ui_workers=ui.workers, replicas=replicas.count, memory_bytes=cls.memory_bytes,
+    # the burst lands on the servers that are already running: the minimum fleet
+    api_pool = pool_for("api", spec.workload.concurrent_training_jobs, api.min_count * api.workers)
+    ui_pool = pool_for("ui", spec.workload.concurrent_ui_users, ui.min_count * ui.workers)
+    budget = plan_connection_budget(api_max=api.max_count, api_workers=api.workers, api_pool=api_pool,
+                                    ui_max=ui.max_count, ui_workers=ui.workers, ui_pool=ui_pool,
+                                    replicas=replicas.count, memory_bytes=cls.memory_bytes,
                                     proxy_mode=db_spec.rds_proxy, auth=spec.tracking.auth,
-                                    api_clients=spec.workload.concurrent_training_jobs, api_min=api.min_count,
-                                    ui_clients=spec.workload.concurrent_ui_users, ui_min=ui.min_count,
-                                    source_file=spec.source_file,
-                                    instance_class=cls.name)
+                                    source_file=spec.source_file, instance_class=cls.name)
 
     inputs = ParameterInputs(
         memory_bytes=cls.memory_bytes, vcpu=cls.vcpu, max_connections=budget.max_connections,
@@ -187,10 +276,8 @@ def plan(spec: EnvironmentSpec, k: Coefficients | None = None) -> CapacityPlan:
     tracking = TrackingPlan(
         compute=spec.tracking.compute,
         mlflow_version=spec.tracking.mlflow_version,
-        api=api,
-        ui=ui,
-        api_server=server_settings("api", spec, api, budget, ui_on_replica),
-        ui_server=server_settings("ui", spec, ui, budget, ui_on_replica),
+        api=_tier("api", spec, api, api_pool, budget.engines_per_worker, reads_from_replica=False),
+        ui=_tier("ui", spec, ui, ui_pool, budget.engines_per_worker, reads_from_replica=ui_on_replica),
         ui_reads_from_replica=Decision(ui_on_replica, "the UI tier passes --read-replica-backend-store-uri; writes stay on the primary"
                                        if ui_on_replica else "no replica: the UI reads from the primary"),
     )
@@ -215,10 +302,13 @@ def plan(spec: EnvironmentSpec, k: Coefficients | None = None) -> CapacityPlan:
         primary_parameters=tuple(primary_parameters(inputs)),
         replica_parameters=tuple(replica_parameters(inputs)) if replicas.count else (),
     )
-    placement = _placement(spec)
+    placement = _placement(spec, replicas.count)
+    alarms = plan_alarms(spec.alarms, memory_gib=cls.memory_gib, max_connections=budget.max_connections,
+                         allocated_gib=storage.allocated_gib, max_allocated_gib=storage.max_allocated_gib, replicas=replicas.count, compute=spec.tracking.compute)
     cost = estimate(region=spec.region, db=instance, multi_az=spec.multi_az, replicas=replicas.count, storage=storage,
                     budget=budget, api=api, ui=ui, availability_zones=len(placement.availability_zones),
-                    nat_gateway=placement.nat_gateway, creates_vpc=spec.placement.tracking_vpc == "new")
+                    nat_gateway=placement.nat_gateway, creates_vpc=spec.placement.tracking_vpc == "new",
+                    interface_endpoints=len(placement.interface_endpoint_services), alarms=len(alarms))
     return CapacityPlan(
         format=PLAN_FORMAT,
         environment=spec.name,
@@ -231,6 +321,8 @@ def plan(spec: EnvironmentSpec, k: Coefficients | None = None) -> CapacityPlan:
         connection_budget=budget,
         tracking=tracking,
         placement=placement,
+        artifacts=_artifacts(spec),
+        alarms=alarms,
         indexes=index_migration(),
         cost=cost,
         tags=spec.resource_tags,

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .connections import ConnectionBudget
+from .connections import Pool
 from .sizing import FleetPlan
 
 PORT = 5000
 HEALTH_PATH = "/health"
 PROMETHEUS_DIR = "/tmp/mlflow-prometheus"  # --expose-prometheus needs a writable directory for multiprocess metrics
-# The floor the reference text's "Too many open files" calls for; Fargate allows up to 1,048,576.
+# The floor that keeps "Too many open files" away (README bottleneck table); Fargate allows up to 1,048,576.
 MIN_NOFILE = 65_536
 MAX_NOFILE = 1_048_576
 # Per worker: the request thread pool's sockets (anyio's 40 threads), boto3's S3 pool (10),
@@ -54,8 +54,10 @@ def nofile_limit(workers: int, connections_per_worker: int) -> int:
     return limit
 
 
-def server_settings(role: str, spec, fleet: FleetPlan, budget: ConnectionBudget, ui_on_replica: bool) -> ServerSettings:
-    pool = budget.api_pool if role == "api" else budget.ui_pool
+def server_settings(role: str, spec, fleet: FleetPlan, pool: Pool, engines_per_worker: int,
+                    reads_from_replica: bool) -> ServerSettings:
+    """The `mlflow server` command line and environment of one tier; `reads_from_replica` adds the
+    replica URI (the UI tier, when the plan has a replica)."""
     command = ["mlflow", "server", "--host", "0.0.0.0", "--port", str(PORT), "--workers", str(fleet.workers),
                "--expose-prometheus", PROMETHEUS_DIR]
     # proxied artifacts: clients never hold S3 credentials; the API's task role may write the
@@ -65,7 +67,7 @@ def server_settings(role: str, spec, fleet: FleetPlan, budget: ConnectionBudget,
     if spec.tracking.auth == "basic":
         command += ["--app-name", "basic-auth"]
     uri_env = [PRIMARY_URI_ENV]
-    if role == "ui" and ui_on_replica:
+    if reads_from_replica:
         uri_env.append(REPLICA_URI_ENV)
     environment = {
         "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": str(pool.pool_size),
@@ -77,7 +79,7 @@ def server_settings(role: str, spec, fleet: FleetPlan, budget: ConnectionBudget,
         # private subnets have no business calling MLflow's usage telemetry endpoint
         "MLFLOW_DISABLE_TELEMETRY": "true",
     }
-    nofile = nofile_limit(fleet.workers, pool.per_worker * budget.engines_per_worker * len(uri_env))
+    nofile = nofile_limit(fleet.workers, pool.per_worker * engines_per_worker * len(uri_env))
     reason = (f"{fleet.workers} workers x pool {pool.pool_size}+{pool.max_overflow}; open files {nofile:,}"
-              + ("; reads from the replica" if role == "ui" and ui_on_replica else ""))
+              + ("; reads from the replica" if reads_from_replica else ""))
     return ServerSettings(role, tuple(command), environment, SECRET_ENV, tuple(uri_env), PORT, HEALTH_PATH, nofile, reason)

@@ -1,7 +1,7 @@
 """Right-sizing: database class, storage, read replicas and the tracking fleets.
 
 Each function takes a few named inputs and returns its decision with a one-line reason
-(reference text fixes 1, 2 and 5).
+(README bottlenecks 1, 2 and 5).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ WRITE_AMPLIFICATION = 3.0
 ALLOWED_FAMILIES = {
     "development": ("burstable", "general_purpose", "memory_optimized"),
     "staging": ("general_purpose", "memory_optimized"),
-    # MLflow metadata is cache-hungry; the reference text's own fix is db.t3.small -> db.r6g.xlarge.
+    # MLflow metadata is cache-hungry; the classic fix for a starved tracking database is db.t3.small -> db.r6g.xlarge.
     "production": ("memory_optimized",),
 }
 
@@ -198,7 +198,7 @@ class ReplicaPlan:
 
 def isolation_replicas(tier: str) -> int:
     # Production and staging put the UI on its own tier reading from a replica, so a UI query
-    # storm never slows logging on the primary (reference text fix 2); staging rehearses that.
+    # storm never slows logging on the primary (README bottleneck 2); staging rehearses that.
     return 1 if tier in ("production", "staging") else 0
 
 

@@ -32,6 +32,7 @@ def policy_config(spec: EnvironmentSpec, capacity: CapacityPlan) -> dict[str, An
         "min_backup_retention_days_production": 7,
         "min_nofile": MIN_NOFILE,
         "connection_reserve": capacity.connection_budget.reserve,
+        "fleet_connections": capacity.connection_budget.fleet_connections,
         "training_availability_zones": list(capacity.placement.training_availability_zones),
         "training_subnet_ids": [s.id for s in training.subnets] if training and spec.placement.tracking_vpc == "training" else [],
         "required_tags": ["environment", "owner"],

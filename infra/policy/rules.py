@@ -13,7 +13,6 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from ..planning.connections import engines_per_worker
 from ..spec.checks import burstable_class, synchronous_commit_off_allowed
 from ..planning.server_command import MIN_NOFILE
 
@@ -65,6 +64,7 @@ class PolicyConfig:
     min_backup_retention_days_production: int = 7
     min_nofile: int = MIN_NOFILE
     connection_reserve: int = 15
+    fleet_connections: int = 0     # the plan's: every pool on the primary at maximum autoscale
     training_availability_zones: tuple[str, ...] = ()
     training_subnet_ids: tuple[str, ...] = ()
     required_tags: tuple[str, ...] = ("environment", "owner")
@@ -87,6 +87,7 @@ CONFIG_SCHEMA: dict[str, dict[str, Any]] = {
     "min_backup_retention_days_production": {"type": "integer", "minimum": 1, "maximum": 35},
     "min_nofile": {"type": "integer", "minimum": 1024},
     "connection_reserve": {"type": "integer", "minimum": 0},
+    "fleet_connections": {"type": "integer", "minimum": 0},
     "training_availability_zones": {"type": "array", "items": {"type": "string"}},
     "training_subnet_ids": {"type": "array", "items": {"type": "string"}},
     "required_tags": {"type": "array", "items": {"type": "string"}},
@@ -236,7 +237,7 @@ def rds_storage_type(r: Res, c: PolicyConfig) -> list[str]:
     return [] if kind in ("gp3", "io1", "io2") else [f"storage_type {kind!r}"]
 
 
-@rule("rds-custom-parameter-group", "rds", "a non-default parameter group is attached", "default groups are untuned (reference text fix 3)",
+@rule("rds-custom-parameter-group", "rds", "a non-default parameter group is attached", "default groups are untuned (README bottleneck 3)",
       "nothing to set: the plan's parameter groups are attached", [RDS_INSTANCE])
 def rds_custom_parameter_group(r: Res, c: PolicyConfig) -> list[str]:
     name = r.get("parameterGroupName")
@@ -254,7 +255,7 @@ def rds_no_burstable_production(r: Res, c: PolicyConfig) -> list[str]:
 # Parameter groups
 # ---------------------------------------------------------------------------------------------
 
-@rule("pg-stat-statements", "parameter-groups", "pg_stat_statements is preloaded", "slow-query diagnosis reads it",
+@rule("pg-stat-statements", "parameter-groups", "pg_stat_statements is preloaded", "slow-query analysis reads it",
       "nothing to set: the plan preloads it", [PARAMETER_GROUP])
 def pg_stat_statements(r: Res, c: PolicyConfig) -> list[str]:
     libraries = parameters(r).get("shared_preload_libraries", "")
@@ -301,44 +302,12 @@ def pg_replica_hot_standby_feedback(resources: list[Res], c: PolicyConfig) -> li
 # Connection budget (stack)
 # ---------------------------------------------------------------------------------------------
 
-def _int_after(command: list[str], flag: str, default: int) -> int:
-    return int(command[command.index(flag) + 1]) if flag in command else default
-
-
-def fleet_connections(resources: list[Res]) -> list[tuple[str, int]]:
-    """Connections each tracking fleet opens on the primary at maximum autoscale."""
-    targets = {t.name: int(t.get("maxCapacity") or 0) for t in of_type(resources, SCALING_TARGET)}
-    tasks = {t.name: t for t in of_type(resources, TASK_DEFINITION)}
-    fleets = []
-    for service in of_type(resources, ECS_SERVICE):
-        task = tasks.get(service.name)
-        maximum = targets.get(service.name, int(service.get("desiredCount") or 1))
-        for container in containers(task) if task else []:
-            if is_tracking_container(container):
-                fleets.append((service.name, maximum * _per_task(container["command"], container.get("environment", []))))
-    for group in of_type(resources, ASG):
-        template = next((t for t in of_type(resources, LAUNCH_TEMPLATE) if t.name == group.name), None)
-        if template is None:
-            continue
-        text = user_data_text(template)
-        env = [{"name": k, "value": v} for k, v in re.findall(r"^(MLFLOW_SQLALCHEMYSTORE_\w+)=(\S+)$", text, re.M)]
-        command = text.split()
-        fleets.append((group.name, int(group.get("maxSize") or 0) * _per_task(command, env)))
-    return fleets
-
-
-def _per_task(command: list[str], environment: list[dict]) -> int:
-    env = {e["name"]: e["value"] for e in environment}
-    workers = _int_after(command, "--workers", 4)  # MLflow's default
-    pool = int(env.get("MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", 5)) + int(env.get("MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW", 10))
-    engines = engines_per_worker("basic" if "basic-auth" in command else "none")
-    return workers * engines * pool
-
-
 @rule("connection-budget", "connection-budget", "at maximum autoscale the fleets' pools fit in max_connections minus the reserve",
-      "an exhausted max_connections refuses connections to every server (reference text's last failure)",
+      "an exhausted max_connections refuses connections to every server (README: "Connection refused")",
       "lower tracking.*.max_count or workers, choose a larger database.instance_class, or database.rds_proxy: auto")
 def connection_budget(resources: list[Res], c: PolicyConfig) -> list[tuple[Res, str]]:
+    """The plan's budget (fleet connections at maximum autoscale, from the policy config) against the
+    max_connections the primary's parameter group really sets."""
     if of_type(resources, RDS_PROXY):
         return []  # the proxy multiplexes the pools
     primary = next((r for r in of_type(resources, RDS_INSTANCE) if not is_replica(r)), None)
@@ -349,9 +318,8 @@ def connection_budget(resources: list[Res], c: PolicyConfig) -> list[tuple[Res, 
     max_connections = int(parameters(group).get("max_connections", 0)) if group else 0
     if not max_connections:
         return [(primary, "no max_connections in the primary's parameter group to budget against")]
-    total = sum(n for _, n in fleet_connections(resources))
-    if total + c.connection_reserve > max_connections:
-        return [(primary, f"fleets open {total} connections at maximum autoscale + reserve {c.connection_reserve}"
+    if c.fleet_connections + c.connection_reserve > max_connections:
+        return [(primary, f"fleets open {c.fleet_connections} connections at maximum autoscale + reserve {c.connection_reserve}"
                           f" > max_connections {max_connections}")]
     return []
 
@@ -361,7 +329,7 @@ def connection_budget(resources: list[Res], c: PolicyConfig) -> list[tuple[Res, 
 # ---------------------------------------------------------------------------------------------
 
 @rule("open-files-limit", "ecs-ec2", "tracking servers run with at least 65,536 open files",
-      "the reference text's \"Too many open files\" under many concurrent clients",
+      "\"Too many open files\" under many concurrent clients (README bottleneck table)",
       "nothing to set: the plan sets nofile from the fleet's sockets", [TASK_DEFINITION, LAUNCH_TEMPLATE])
 def open_files_limit(r: Res, c: PolicyConfig) -> list[str]:
     if r.type == LAUNCH_TEMPLATE:
@@ -523,7 +491,7 @@ def s3_closed_encrypted_versioned(resources: list[Res], c: PolicyConfig) -> list
 # ---------------------------------------------------------------------------------------------
 
 @rule("placement-training-zones", "placement", "API servers and the database primary sit in the training zones",
-      "every log call crossing zones or VPCs adds latency (reference text fix 6)",
+      "every log call crossing zones or VPCs adds latency (README bottleneck 6)",
       "placement.training_vpc with the training subnets, or placement.new_vpc.availability_zones = the training zones")
 def placement_training_zones(resources: list[Res], c: PolicyConfig) -> list[tuple[Res, str]]:
     if not c.training_availability_zones and not c.training_subnet_ids:

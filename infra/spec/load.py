@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from .checks import check
 from .layering import Layered, load_layered
-from .messages import SpecInvalid, render_validation_error
+from .messages import SpecError, SpecInvalid, render_validation_error
 from .model import NOT_ENVIRONMENTS, STACKS_DIR, EnvironmentSpec
 
 
@@ -29,7 +29,36 @@ def environment_name(path: Path) -> str:
     return re.sub(r"[^a-z0-9-]", "-", path.stem.lower())
 
 
+def required_keys() -> list[str]:
+    """The top-level keys an environment must end up with: EnvironmentSpec's fields without a default
+    (the name comes from the file name, source_file from the loader)."""
+    return [key for key, info in EnvironmentSpec.model_fields.items()
+            if info.is_required() and key not in ("name", "source_file")]
+
+
+def _words(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def empty_file_error(layered: Layered) -> SpecError:
+    """One line for a file with nothing in it, instead of one `is missing` line per required key."""
+    keys = required_keys()
+    base = Path(layered.top_file).parent / "base.yaml"
+    try:
+        inherited = [k for k in keys if k in load_layered(base).data] if base.is_file() else []
+    except SpecInvalid:
+        inherited = []
+    if inherited:  # what base.yaml sets, `extends: base` brings
+        listed = [f"extends (or {_words(inherited)})"] + [k for k in keys if k not in inherited]
+        hint = "most environment files start with 'extends: base'"
+    else:
+        listed, hint = keys, "or 'extends:' a file that sets some of them"
+    return SpecError(layered.top_file, "", f"the file is empty; expected at least {_words(listed)} ({hint})")
+
+
 def spec_from_layered(layered: Layered, default_name: str) -> EnvironmentSpec:
+    if not layered.data and len(layered.files) == 1:  # nothing set, nothing extended: empty or comments only
+        raise SpecInvalid([empty_file_error(layered)])
     data = dict(layered.data)
     data.setdefault("name", default_name)
     try:

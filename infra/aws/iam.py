@@ -1,0 +1,21 @@
+"""The IAM policy documents the components share, written once."""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+
+
+def assume_role_policy(service: str) -> str:
+    """A trust policy letting one AWS service (such as ecs-tasks.amazonaws.com) assume the role."""
+    return json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": service}}]})
+
+
+def secret_read_policy(secret_arn: pulumi.Input[str], kms_key_arn: pulumi.Input[str]) -> pulumi.Output[str]:
+    """Read one Secrets Manager secret and decrypt it with its KMS key, nothing else."""
+    return pulumi.Output.all(secret_arn, kms_key_arn).apply(lambda v: json.dumps({
+        "Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": v[0]},
+            {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": v[1]}]}))
