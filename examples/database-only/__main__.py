@@ -10,6 +10,7 @@ Config (all optional; the defaults are placeholders, set yours before `pulumi up
   maxConnections   the connection budget the parameters are sized for, default 400
   replicaZones     one read replica per zone (JSON list), default <region>b and <region>c
   multiAz          a standby for the primary, default true
+  primaryZone      the primary's zone when multiAz is false (put it where your training runs), default <region>a
   protect          Pulumi protect + RDS deletion protection, default false (so `pulumi destroy` works)
 """
 
@@ -33,6 +34,7 @@ max_connections = config.get_int("maxConnections") or 400
 replica_zones = config.get_object("replicaZones") or [f"{region}b", f"{region}c"]
 multi_az = config.get_bool("multiAz")
 multi_az = True if multi_az is None else multi_az
+primary_zone = config.get("primaryZone") or f"{region}a"
 protect = bool(config.get_bool("protect"))
 
 # checked before anything is declared: a bad value stops the update with one line
@@ -60,7 +62,7 @@ database = TrackingDatabase("tracking-db", DatabaseArgs(
     instance_class=instance.name,
     engine_version=engine_version,
     multi_az=multi_az,
-    primary_zone=None if multi_az else replica_zones[0],
+    primary_zone=None if multi_az else primary_zone,
     replica_zones=replica_zones,
     primary_parameters=primary_settings,
     replica_parameters=replica_settings,

@@ -133,6 +133,7 @@ class TrackingDatabase(pulumi.ComponentResource):
         self.secret_arn = self.primary.master_user_secrets.apply(lambda secrets: secrets[0].secret_arn if secrets else "")
 
         self.replicas: list[aws.rds.Instance] = []
+        self.replica_parameter_group = None
         if args.replica_zones:
             self.replica_parameter_group = parameter_group(f"{name}-replica", ParameterGroupArgs(
                 family, args.replica_parameters or args.primary_parameters, f"{name} read replicas: tuned by mlflow-infra", tags), child)

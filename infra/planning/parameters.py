@@ -18,8 +18,9 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 KB = 1024
 MB = 1024 * KB
@@ -325,12 +326,12 @@ def _max_parallel_workers_per_gather(vcpu: int) -> Setting:
 
 @parameter("shared_preload_libraries", unit="", static=True, nodes=BOTH)
 def _shared_preload_libraries() -> Setting:
-    return "pg_stat_statements", "query statistics the diagnose command and slow-search analysis read"
+    return "pg_stat_statements", "query statistics for slow-search analysis (top statements by total time)"
 
 
 @parameter("pg_stat_statements.track", unit="", static=False, nodes=BOTH)
 def _pg_stat_statements_track() -> Setting:
-    return "top", "count the statements MLflow sends (it calls no functions), set explicitly so diagnosis can rely on it"
+    return "top", "count the statements MLflow sends (it calls no functions), set explicitly so slow-query analysis can rely on it"
 
 
 @parameter("pg_stat_statements.max", unit="", static=True, nodes=BOTH)
@@ -345,7 +346,7 @@ def _track_io_timing() -> Setting:
 
 @parameter("log_min_duration_statement", unit="ms", static=False, nodes=BOTH)
 def _log_min_duration_statement(log_min_duration_ms: int) -> Setting:
-    return log_min_duration_ms, "log slow searches so missing indexes show up (reference text fix 7)"
+    return log_min_duration_ms, "log slow searches so missing indexes show up (README bottleneck 7)"
 
 
 @parameter("log_autovacuum_min_duration", unit="ms", static=False, nodes=BOTH)
@@ -406,7 +407,7 @@ def _autovacuum_vacuum_cost_limit() -> Setting:
 
 @parameter("fsync", unit="", static=False, nodes=BOTH)
 def _fsync() -> Setting:
-    return True, "never off: a crash would corrupt the database (reference text's fsync=off is refused)"
+    return True, "never off: a crash would corrupt the database (the fsync=off tuning tip is refused)"
 
 
 @parameter("full_page_writes", unit="", static=False, nodes=BOTH)
