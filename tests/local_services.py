@@ -18,7 +18,7 @@ from psycopg import sql
 
 from infra.local.postgres import LocalPostgres
 # the topology's and the benchmark's own toolkit; the test modules take free_port from here
-from infra.local.processes import free_port, http_status, log_tail, stop_group, wait_until
+from infra.local.processes import _stat_fields, command_line, free_port, group_pids, http_status, log_tail, stop_group, wait_until
 from infra.local.topology import WARM_UP_PATH
 from infra.planning.server_command import HEALTH_PATH
 
@@ -134,3 +134,20 @@ def entrypoint_server(command: list[str], env: dict[str, str], port: int, log: P
         yield process
     finally:
         stop_group(process)
+
+
+def parent_pid(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields else None
+
+
+def uvicorn_workers(pgid: int) -> list[int]:
+    """The worker processes under the uvicorn supervisor of a server's group (what --workers counts)."""
+    members = group_pids(pgid)
+    supervisors = {pid for pid in members if "uvicorn" in command_line(pid)}
+    return [pid for pid in members if parent_pid(pid) in supervisors and "spawn_main" in command_line(pid)]
+
+
+def eventually(check, timeout_s: float = 10, what: str = "the check to hold"):
+    """The first truthy result of `check()` within `timeout_s` (replication lag, a restarted worker)."""
+    return wait_until(check, timeout_s, 0.2, what)

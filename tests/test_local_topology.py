@@ -25,6 +25,8 @@ from infra.cli import main
 from infra.planning.indexes import index_migration
 from infra.local import LocalTopology, LocalTopologyError
 from infra.local import processes
+from infra.local.processes import free_port, free_port_block
+from local_services import eventually, uvicorn_workers
 from infra.local.postgres import build_has_lz4
 from infra.planning.parameters import primary_parameters, replica_parameters, scaled_to, server_settings
 
@@ -34,37 +36,12 @@ LOCAL_YAML = ROOT / "stacks" / "local.yaml"
 CLI = Path(sys.executable).parent / "mlflow-infra"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def free_ports(count: int) -> int:
-    """The first of `count` consecutive free ports (primary, then replicas)."""
-    for _ in range(100):
-        base = free_port()
-        if base + count <= 65535 and not any(processes.port_in_use(base + i) for i in range(count)):
-            return base
-    raise RuntimeError(f"no {count} consecutive free ports found")
-
-
 def normalise(value: str) -> str:
     return {"on": "1", "off": "0", "true": "1", "false": "0"}.get(value, value)
 
 
-def eventually(check, timeout_s: float = 10, interval_s: float = 0.2):
-    """The first truthy result of `check()` within `timeout_s` (replication lag), else the last one."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(interval_s)
-
-
 def new_topology(root: Path) -> LocalTopology:
-    return LocalTopology.from_environment(str(LOCAL_YAML), root=root, base_port=free_ports(2),
+    return LocalTopology.from_environment(str(LOCAL_YAML), root=root, base_port=free_port_block(2),
                                           api_port=free_port(), ui_port=free_port())
 
 
@@ -177,7 +154,7 @@ def test_killing_an_api_worker_mid_burst_loses_no_acknowledged_write(topology, m
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     topo, state = topology
     api_pid = topo.read_state()["servers"][0]["pid"]
-    workers = processes.uvicorn_workers(api_pid)
+    workers = uvicorn_workers(api_pid)
     planned = int(topo.plan.tracking.api.server.command[topo.plan.tracking.api.server.command.index("--workers") + 1])
     assert len(workers) == planned, f"uvicorn runs the planned {planned} workers: {workers}"
 
@@ -219,9 +196,9 @@ def test_killing_an_api_worker_mid_burst_loses_no_acknowledged_write(topology, m
 
     # uvicorn's supervisor replaces the dead worker
     def replaced():
-        now_running = processes.uvicorn_workers(api_pid)
+        now_running = uvicorn_workers(api_pid)
         return len(now_running) == planned and victim not in now_running
-    assert eventually(replaced, timeout_s=30), f"workers after the kill: {processes.uvicorn_workers(api_pid)}"
+    assert eventually(replaced, timeout_s=30), f"workers after the kill: {uvicorn_workers(api_pid)}"
     assert client.get_run(run_ids[0]).data.metrics["k0"] == 49.0
 
 
@@ -249,7 +226,7 @@ def test_a_port_taken_while_starting_stops_what_was_started(tmp_path):
 
 
 def test_a_busy_port_exits_2_with_one_line_and_starts_nothing(tmp_path):
-    root, base = tmp_path / "root", free_ports(2)
+    root, base = tmp_path / "root", free_port_block(2)
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()

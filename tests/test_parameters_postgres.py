@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from types import SimpleNamespace
 
 import psycopg
@@ -12,16 +11,11 @@ import pytest
 from helpers import ROOT
 from infra import load_environment, plan
 from infra.local.postgres import LocalPostgres, build_has_lz4
+from infra.local.processes import free_port
 from infra.planning.parameters import (REGISTRY, primary_parameters, registered, replica_parameters, scaled_to,
                                       server_settings)
 
 pytestmark = pytest.mark.postgres
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def machine_share() -> tuple[int, int]:

@@ -11,7 +11,7 @@ import pulumi_aws as aws
 
 from .iam import assume_role_policy, secret_read_policy
 from .parameter_group import ParameterGroupArgs, ParameterSetting, parameter_group
-from .rendering import DB_NAME, DB_USERNAME
+from ..planning.endpoints import DATABASE_NAME, DATABASE_USERNAME
 
 LOG_EXPORTS = ["postgresql", "upgrade"]  # slow statements (log_min_duration_statement) reach CloudWatch
 
@@ -108,8 +108,8 @@ class TrackingDatabase(pulumi.ComponentResource):
             f"{name}-primary",
             engine="postgres",
             engine_version=args.engine_version,
-            db_name=DB_NAME,
-            username=DB_USERNAME,
+            db_name=DATABASE_NAME,
+            username=DATABASE_USERNAME,
             manage_master_user_password=True,
             master_user_secret_kms_key_id=self.key.arn,
             db_subnet_group_name=subnet_group.name,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pulumi
 
+from ..planning.endpoints import DATABASE_PORT
+
 
 class RecordingMocks(pulumi.runtime.Mocks):
     def __init__(self):
@@ -17,7 +19,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         state.setdefault("name", name)
         state.setdefault("id", f"{name}-id")
         if args.typ == "aws:rds/instance:Instance":
-            state.update(identifier=name, address=f"{name}.abc123.us-east-1.rds.amazonaws.com", port=5432,
+            state.update(identifier=name, address=f"{name}.abc123.us-east-1.rds.amazonaws.com", port=DATABASE_PORT,
                          masterUserSecrets=[{"secretArn": f"arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!{name}",
                                              "kmsKeyId": "k", "secretStatus": "active"}])
         if args.typ == "aws:lb/loadBalancer:LoadBalancer":

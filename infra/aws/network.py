@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-DB_PORT = 5432
+from ..planning.endpoints import DATABASE_PORT as DB_PORT, TRACKING_PORT
 
 
 @dataclass
@@ -35,7 +35,7 @@ class NetworkArgs:
     public_subnets: bool = False
     """An internet-facing UI load balancer needs public subnets."""
     internet_facing_ui: bool = False
-    tracking_port: int = 5000
+    tracking_port: int = TRACKING_PORT
     """The port the MLflow servers listen on."""
     tags: dict[str, str] = field(default_factory=dict)
 

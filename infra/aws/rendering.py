@@ -9,10 +9,9 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from ..planning.endpoints import DATABASE_NAME
 from ..planning.plan import TierPlan
 
-DB_NAME = "mlflow"
-DB_USERNAME = "mlflow"
 ENTRYPOINT = "mlflow-infra-entrypoint"
 LOG_RETENTION_DAYS = 30
 
@@ -39,7 +38,7 @@ class Runtime:
 
 
 def database_environment(rt: Runtime, reads_from_replica: bool) -> dict[str, str]:
-    env = {"DB_HOST": rt.db_host, "DB_PORT": str(rt.db_port), "DB_NAME": DB_NAME, "DB_SSLMODE": "require"}
+    env = {"DB_HOST": rt.db_host, "DB_PORT": str(rt.db_port), "DB_NAME": DATABASE_NAME, "DB_SSLMODE": "require"}
     if reads_from_replica and rt.replica_host:
         env["DB_REPLICA_HOST"] = rt.replica_host
     return env

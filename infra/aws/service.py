@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
+from ..planning.endpoints import DATABASE_PORT
 from ..planning.plan import TierPlan
 from .artifacts import bucket_policy
 from .iam import assume_role_policy, secret_read_policy
@@ -144,7 +145,7 @@ class TrackingService(pulumi.ComponentResource):
         region = aws.get_region_output().region
         return pulumi.Output.all(self.image, region, args.db_endpoint, replica, args.secret_arn, log_group,
                                  args.artifacts_destination, self.fleets[role].load_balancer.dns_name).apply(
-            lambda v: Runtime(image=v[0], region=v[1], db_host=v[2], db_port=5432, replica_host=v[3] or None,
+            lambda v: Runtime(image=v[0], region=v[1], db_host=v[2], db_port=DATABASE_PORT, replica_host=v[3] or None,
                               secret_arn=v[4], log_group=v[5], artifacts_destination=v[6], load_balancer_host=v[7]))
 
     def _task_role(self, name: str, tier: TierPlan, args: ServiceArgs, assume: str) -> aws.iam.Role:

@@ -12,10 +12,9 @@ from rich.console import Console
 from rich.table import Table
 
 from ..planning import catalogue
-from ..spec import SpecInvalid
-from .console import EXIT_INVALID, console, err
 from ..planning.plan import CapacityPlan, plan
-from ..spec import STACKS_DIR, environment_files, load_environment
+from ..spec import SpecInvalid, environment_files, load_environment
+from .console import EXIT_INVALID, console, err
 
 
 def _load_and_plan(env_or_file: str, stacks_dir: Path) -> CapacityPlan:

@@ -123,11 +123,6 @@ def command_line(pid: int) -> str:
         return ""
 
 
-def parent_pid(pid: int) -> int | None:
-    fields = _stat_fields(pid)
-    return int(fields[1]) if fields else None
-
-
 def group_pids(pgid: int) -> list[int]:
     """Live processes of the process group `pgid` (a daemon and everything it forked)."""
     members = []
@@ -143,13 +138,6 @@ def group_pids(pgid: int) -> list[int]:
 def is_mlflow_group(pgid: int | None) -> bool:
     """The group still runs an MLflow server: guards against a pid reused since the state was written."""
     return bool(pgid) and any("mlflow" in command_line(pid) or "uvicorn" in command_line(pid) for pid in group_pids(pgid))
-
-
-def uvicorn_workers(pgid: int) -> list[int]:
-    """The worker processes under the uvicorn supervisor of a server's group (what --workers counts)."""
-    members = group_pids(pgid)
-    supervisors = {pid for pid in members if "uvicorn" in command_line(pid)}
-    return [pid for pid in members if parent_pid(pid) in supervisors and "spawn_main" in command_line(pid)]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .postgres import LocalPostgres, bin_dir, build_has_lz4
+from ..planning.endpoints import DATABASE_NAME
 from ..planning.parameters import Parameter, server_settings
 from ..planning.plan import CapacityPlan, plan
 from ..planning.server_command import HEALTH_PATH, PRIMARY_URI_ENV, REPLICA_URI_ENV, ServerSettings
@@ -26,7 +27,6 @@ from ..spec import load_environment
 from . import processes
 
 STATE_FORMAT = 1
-DATABASE = "mlflow"
 SUPERUSER = "postgres"
 # the entrypoint insists on a password, as on RDS; trust authentication on 127.0.0.1 ignores it
 LOCAL_PASSWORD = "local-trust-auth"
@@ -136,7 +136,7 @@ def local_command(command: Sequence[str], port: int, prometheus_dir: Path) -> li
 
 def database_env(primary_port: int, replica_port: int | None) -> dict[str, str]:
     """The entrypoint's DB_* variables for the local servers (no TLS: nothing leaves 127.0.0.1)."""
-    env = {"DB_HOST": "127.0.0.1", "DB_PORT": str(primary_port), "DB_NAME": DATABASE, "DB_USERNAME": SUPERUSER,
+    env = {"DB_HOST": "127.0.0.1", "DB_PORT": str(primary_port), "DB_NAME": DATABASE_NAME, "DB_USERNAME": SUPERUSER,
            "DB_PASSWORD": LOCAL_PASSWORD, "DB_SSLMODE": "disable"}
     if replica_port is not None:
         env.update({"DB_REPLICA_HOST": "127.0.0.1", "DB_REPLICA_PORT": str(replica_port)})
@@ -163,7 +163,7 @@ def entrypoint_argv() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "infra.runtime.entrypoint"]
 
 
-def postgres_uri(port: int, database: str = DATABASE) -> str:
+def postgres_uri(port: int, database: str = DATABASE_NAME) -> str:
     return f"postgresql://{SUPERUSER}@127.0.0.1:{port}/{database}"
 
 
@@ -411,8 +411,8 @@ class LocalTopology:
         """The `mlflow` database, and pg_stat_statements in it (it replicates to the replicas)."""
         psycopg = _psycopg()
         with psycopg.connect(postgres_uri(port, "postgres"), autocommit=True) as conn:
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone():
-                conn.execute(f"CREATE DATABASE {DATABASE}")
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)).fetchone():
+                conn.execute(f"CREATE DATABASE {DATABASE_NAME}")
         with psycopg.connect(postgres_uri(port), autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
 

@@ -2,7 +2,7 @@
 
 Credentials never appear here: the database URIs are composed at container start from Secrets
 Manager values (see `secret_environment`), so they are on neither the command line nor in plain
-environment variables of the task definition. Reference text fix 5 and its "Too many open files".
+environment variables of the task definition. README bottleneck 5 and its "Too many open files".
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .connections import Pool
+from .endpoints import HEALTH_PATH, TRACKING_PORT as PORT
 from .sizing import FleetPlan
 
-PORT = 5000
-HEALTH_PATH = "/health"
 PROMETHEUS_DIR = "/tmp/mlflow-prometheus"  # --expose-prometheus needs a writable directory for multiprocess metrics
 # The floor that keeps "Too many open files" away (README bottleneck table); Fargate allows up to 1,048,576.
 MIN_NOFILE = 65_536

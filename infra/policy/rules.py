@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+from ..planning.endpoints import DATABASE_PORT as DB_PORT, TRACKING_PORT
 from ..spec.checks import burstable_class, synchronous_commit_off_allowed
 from ..planning.server_command import MIN_NOFILE
 
@@ -34,8 +35,6 @@ PUBLIC_ACCESS_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
 BUCKET_ENCRYPTION = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
 BUCKET_VERSIONING = "aws:s3/bucketVersioning:BucketVersioning"
 
-TRACKING_PORT = 5000
-DB_PORT = 5432
 SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|ACCESS_KEY|PRIVATE_KEY)", re.I)
 URI_WITH_PASSWORD = re.compile(r"[a-z+]+://[^/\s:@]+:[^@\s]+@")
 
@@ -303,7 +302,7 @@ def pg_replica_hot_standby_feedback(resources: list[Res], c: PolicyConfig) -> li
 # ---------------------------------------------------------------------------------------------
 
 @rule("connection-budget", "connection-budget", "at maximum autoscale the fleets' pools fit in max_connections minus the reserve",
-      "an exhausted max_connections refuses connections to every server (README: "Connection refused")",
+      "an exhausted max_connections refuses connections to every server (README: 'Connection refused')",
       "lower tracking.*.max_count or workers, choose a larger database.instance_class, or database.rds_proxy: auto")
 def connection_budget(resources: list[Res], c: PolicyConfig) -> list[tuple[Res, str]]:
     """The plan's budget (fleet connections at maximum autoscale, from the policy config) against the

@@ -34,13 +34,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
+from ..planning.endpoints import DATABASE_NAME, DATABASE_PORT
 from ..planning.server_command import ARTIFACTS_PLACEHOLDER, LOAD_BALANCER_HOST_PLACEHOLDER, PRIMARY_URI_ENV, REPLICA_URI_ENV
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_NOT_FOUND = 127
 SCHEME = "postgresql+psycopg"
-DEFAULTS = {"DB_PORT": "5432", "DB_NAME": "mlflow", "DB_SSLMODE": "require"}
+DEFAULTS = {"DB_PORT": str(DATABASE_PORT), "DB_NAME": DATABASE_NAME, "DB_SSLMODE": "require"}
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 PLACEHOLDERS = {ARTIFACTS_PLACEHOLDER: "MLFLOW_ARTIFACTS_DESTINATION",
                 LOAD_BALANCER_HOST_PLACEHOLDER: "MLFLOW_LOAD_BALANCER_HOST"}
