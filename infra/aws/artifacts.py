@@ -13,9 +13,13 @@ import pulumi_aws as aws
 @dataclass
 class ArtifactsArgs:
     expire_after_days: int
-    noncurrent_version_expire_days: int
+    """Artifacts expire with their runs (the plan uses the runs' retention)."""
+    noncurrent_version_expire_days: int = 30
+    """Overwritten or deleted versions are kept this long (recoverable after a mistake)."""
     bucket_name: str | None = None
+    """None lets Pulumi name the bucket (globally unique)."""
     force_destroy: bool = False
+    """Delete a bucket that still holds objects on `pulumi destroy` (never in production)."""
     tags: dict[str, str] = field(default_factory=dict)
 
 

@@ -1,6 +1,7 @@
-"""The tracking database (bottlenecks 1-3: instance size, reads against writes, tuning): the plan's class, gp3 storage and IOPS,
-tuned parameter groups with each parameter's apply method, read replicas, and RDS Proxy when the
-connection budget needs it. Encrypted, private, monitored, and protected in production."""
+"""The tracking database (README bottlenecks 1-3: instance size, reads against writes, tuning): the
+plan's class, gp3 storage and IOPS, tuned parameter groups with each parameter's apply method, read
+replicas, and RDS Proxy when the connection budget needs it. Encrypted, private, monitored, and
+protected in production."""
 
 from __future__ import annotations
 

@@ -21,11 +21,16 @@ class NetworkArgs:
 
     region: str
     availability_zones: list[str]
+    """The zones the platform uses: the training compute's."""
     training_vpc_id: str | None = None
+    """The VPC the training compute runs in; the client security group goes there."""
     training_cidr: str | None = None
     training_subnet_ids: list[str] = field(default_factory=list)
+    """Placed in the training VPC: the private subnets the servers and database use."""
     training_route_table_ids: list[str] = field(default_factory=list)
+    """Peered: the training VPC's route tables that get a route to the new VPC."""
     new_vpc_cidr: str | None = None
+    """A new VPC (a /16 to /22 private range that does not overlap the training VPC)."""
     private_subnet_cidrs: list[str] = field(default_factory=list)
     public_subnet_cidrs: list[str] = field(default_factory=list)
     nat_gateway: bool = True
@@ -35,6 +40,7 @@ class NetworkArgs:
     public_subnets: bool = False
     """An internet-facing UI load balancer needs public subnets."""
     internet_facing_ui: bool = False
+    """Open the UI load balancer's security group to the internet on 443 (and 80 for the redirect)."""
     tracking_port: int = TRACKING_PORT
     """The port the MLflow servers listen on."""
     tags: dict[str, str] = field(default_factory=dict)

@@ -50,20 +50,30 @@ class ServiceArgs:
     mlflow_version: str
     """The image tag pushed to the repository, and the version EC2 instances install."""
     environment: str
+    """The environment's name, written into EC2 user data."""
     vpc_id: pulumi.Input[str]
     private_subnet_ids: pulumi.Input[list[str]]
+    """Where the servers and internal load balancers run (the training compute's zones)."""
     public_subnet_ids: pulumi.Input[list[str]]
+    """Only an internet-facing UI load balancer uses them; may be empty otherwise."""
     tasks_security_group_id: pulumi.Input[str]
     api_lb_security_group_id: pulumi.Input[str]
     ui_lb_security_group_id: pulumi.Input[str]
     db_endpoint: pulumi.Input[str]
+    """The primary's (or RDS Proxy's) address: every write goes there."""
     replica_endpoints: list[pulumi.Input[str]]
+    """Read replicas' addresses; the UI tier reads from them when its tier plan says so."""
     secret_arn: pulumi.Input[str]
+    """The database's master-user secret (username and password keys), injected by ECS or read on EC2."""
     kms_key_arn: pulumi.Input[str]
+    """The key that encrypts the secret."""
     bucket_arn: pulumi.Input[str]
     artifacts_destination: pulumi.Input[str]
+    """`s3://bucket/prefix` for `--artifacts-destination` (the servers proxy artifacts)."""
     image: str | None = None
+    """A server image URI; None builds the tag from the repository this component creates."""
     ui_internet_facing: bool = False
+    """Internet-facing UI (HTTPS only, with `ui_certificate_arn`); internal by default."""
     ui_certificate_arn: str | None = None
     entrypoint_package: str = "mlflow-infra"
     """What EC2 instances pip-install for the entrypoint (a wheel URL or "mlflow-infra==X")."""

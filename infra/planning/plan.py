@@ -304,7 +304,8 @@ def plan(spec: EnvironmentSpec, k: Coefficients | None = None) -> CapacityPlan:
     )
     placement = _placement(spec, replicas.count)
     alarms = plan_alarms(spec.alarms, memory_gib=cls.memory_gib, max_connections=budget.max_connections,
-                         allocated_gib=storage.allocated_gib, max_allocated_gib=storage.max_allocated_gib, replicas=replicas.count, compute=spec.tracking.compute)
+                         allocated_gib=storage.allocated_gib, max_allocated_gib=storage.max_allocated_gib,
+                         replicas=replicas.count, compute=spec.tracking.compute)
     cost = estimate(region=spec.region, db=instance, multi_az=spec.multi_az, replicas=replicas.count, storage=storage,
                     budget=budget, api=api, ui=ui, availability_zones=len(placement.availability_zones),
                     nat_gateway=placement.nat_gateway, creates_vpc=spec.placement.tracking_vpc == "new",
