@@ -9,7 +9,7 @@ reason. Its arguments are resolved by name from `ParameterInputs` and `derived_i
 every input a value depends on is in its signature.
 
 The parameter groups list the parameters in registration order; the reasons and formulas the plan
-shows come from here. Reference text fix 3. Sources: PGTune (le0pard/pgtune, configurationSlice.js),
+shows come from here. README bottleneck 3. Sources: PGTune (le0pard/pgtune, configurationSlice.js),
 the RDS for PostgreSQL user guide.
 """
 
