@@ -52,8 +52,8 @@ if engine_major not in catalogue.engine_majors():
 # max_connections is the budget you give it. Static parameters apply at the next reboot.
 inputs = ParameterInputs(memory_bytes=instance.memory_bytes, vcpu=instance.vcpu,
                          max_connections=max_connections, engine_major=engine_major)
-primary_settings = [ParameterSetting(p.name, p.value, p.apply_method) for p in primary_parameters(inputs)]
-replica_settings = [ParameterSetting(p.name, p.value, p.apply_method) for p in replica_parameters(inputs)]
+primary_settings = ParameterSetting.from_plan(primary_parameters(inputs))
+replica_settings = ParameterSetting.from_plan(replica_parameters(inputs))
 tags = {"owner": "ml-platform", "purpose": "mlflow-infra-example"}
 
 database = TrackingDatabase("tracking-db", DatabaseArgs(

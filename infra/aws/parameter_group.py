@@ -21,6 +21,11 @@ class ParameterSetting:
     value: str
     apply_method: str = "immediate"  # or "pending-reboot": static parameters take effect at the next reboot
 
+    @classmethod
+    def from_plan(cls, parameters) -> list["ParameterSetting"]:
+        """The planner's parameters (`plan.database.primary_parameters`, `primary_parameters(inputs)`) as settings."""
+        return [cls(p.name, p.value, p.apply_method) for p in parameters]
+
 
 @dataclass
 class ParameterGroupArgs:

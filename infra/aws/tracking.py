@@ -61,17 +61,14 @@ def database_args(plan: CapacityPlan, network: TrackingNetwork) -> DatabaseArgs:
         iops=storage.iops if storage.iops_provisioned else None,
         storage_throughput_mibps=storage.throughput_mibps if storage.iops_provisioned else None,
         multi_az=db.multi_az.value, primary_zone=plan.placement.primary_zone, replica_zones=list(plan.placement.replica_zones),
-        primary_parameters=settings(db.primary_parameters), replica_parameters=settings(db.replica_parameters),
+        primary_parameters=ParameterSetting.from_plan(db.primary_parameters),
+        replica_parameters=ParameterSetting.from_plan(db.replica_parameters),
         backup_retention_days=db.backup_retention_days.value, deletion_protection=db.deletion_protection.value,
         protect=plan.tier == "production", monitoring_interval_seconds=db.monitoring_interval_seconds,
         performance_insights_retention_days=db.performance_insights_retention_days,
         proxy=ProxySettings(proxy.max_connections_percent, proxy.max_idle_connections_percent,
                             proxy.idle_client_timeout_seconds, proxy.require_tls) if proxy else None,
         proxy_security_group_ids=[network.proxy_sg.id], tags=plan.tags)
-
-
-def settings(parameters) -> list[ParameterSetting]:
-    return [ParameterSetting(p.name, p.value, p.apply_method) for p in parameters]
 
 
 class MlflowTracking(pulumi.ComponentResource):
