@@ -42,9 +42,8 @@ def test_components_do_no_arithmetic_and_import_no_planning_constant(path):
                   if (isinstance(n, ast.BinOp) and isinstance(n.op, ARITHMETIC)) or
                   (isinstance(n, ast.AugAssign) and isinstance(n.op, ARITHMETIC))]
     assert not arithmetic, f"{path.name}: arithmetic belongs in infra/planning ({', '.join(arithmetic)})"
-    # planning.endpoints holds names and ports every stage shares (the database name, the ports), not decisions
     constants = [f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and "planning" in (n.module or "")
-                 and not (n.module or "").endswith("endpoints") for a in n.names if a.name.isupper()]
+                 for a in n.names if a.name.isupper()]
     assert not constants, f"{path.name}: imports planning constants {constants}; read the figure from the plan instead"
 
 

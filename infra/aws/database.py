@@ -12,7 +12,7 @@ import pulumi_aws as aws
 
 from .iam import assume_role_policy, secret_read_policy
 from .parameter_group import ParameterGroupArgs, ParameterSetting, parameter_group
-from ..planning.endpoints import DATABASE_NAME, DATABASE_USERNAME
+from ..endpoints import DATABASE_NAME, DATABASE_USERNAME
 
 LOG_EXPORTS = ["postgresql", "upgrade"]  # slow statements (log_min_duration_statement) reach CloudWatch
 

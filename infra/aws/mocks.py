@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pulumi
 
-from ..planning.endpoints import DATABASE_PORT
+from ..endpoints import DATABASE_PORT
 
 
 class RecordingMocks(pulumi.runtime.Mocks):

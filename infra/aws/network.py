@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from ..planning.endpoints import DATABASE_PORT as DB_PORT, TRACKING_PORT
+from ..endpoints import DATABASE_PORT as DB_PORT, TRACKING_PORT
 
 
 @dataclass

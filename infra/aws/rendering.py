@@ -9,7 +9,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from ..planning.endpoints import DATABASE_NAME
+from ..endpoints import DATABASE_NAME
 from ..planning.plan import TierPlan
 
 ENTRYPOINT = "mlflow-infra-entrypoint"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from ..planning.endpoints import DATABASE_PORT
+from ..endpoints import DATABASE_PORT
 from ..planning.plan import TierPlan
 from .artifacts import bucket_policy
 from .iam import assume_role_policy, secret_read_policy

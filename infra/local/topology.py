@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .postgres import LocalPostgres, bin_dir, build_has_lz4
-from ..planning.endpoints import DATABASE_NAME
+from ..endpoints import DATABASE_NAME
 from ..planning.parameters import Parameter, server_settings
 from ..planning.plan import CapacityPlan, plan
 from ..planning.server_command import HEALTH_PATH, PRIMARY_URI_ENV, REPLICA_URI_ENV, ServerSettings

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .connections import Pool
-from .endpoints import HEALTH_PATH, TRACKING_PORT as PORT
+from ..endpoints import HEALTH_PATH, TRACKING_PORT as PORT
 from .sizing import FleetPlan
 
 PROMETHEUS_DIR = "/tmp/mlflow-prometheus"  # --expose-prometheus needs a writable directory for multiprocess metrics

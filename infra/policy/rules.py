@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from ..planning.endpoints import DATABASE_PORT as DB_PORT, TRACKING_PORT
+from ..endpoints import DATABASE_PORT as DB_PORT, TRACKING_PORT
 from ..spec.checks import burstable_class, synchronous_commit_off_allowed
 from ..planning.server_command import MIN_NOFILE
 

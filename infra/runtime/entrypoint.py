@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
-from ..planning.endpoints import DATABASE_NAME, DATABASE_PORT
+from ..endpoints import DATABASE_NAME, DATABASE_PORT
 from ..planning.server_command import ARTIFACTS_PLACEHOLDER, LOAD_BALANCER_HOST_PLACEHOLDER, PRIMARY_URI_ENV, REPLICA_URI_ENV
 
 EXIT_FAILED = 1
