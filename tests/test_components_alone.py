@@ -130,3 +130,24 @@ def test_monitoring_alone_loops_over_the_alarms_it_is_given():
     assert not mocks.of_type("aws:cloudwatch/dashboard:Dashboard"), "no load balancers given: no dashboard"
     with pytest.raises(ValueError, match="no dimensions for alarm targets primary"):
         build(lambda: TrackingMonitoring("mon", MonitoringArgs(alarms=[alarm], region="us-east-1", dimensions={})))
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_alarm_topic_key_lets_cloudwatch_publish(env):
+    """An AWS managed key (alias/aws/sns) cannot grant CloudWatch the use of it, so alarms to a topic
+    encrypted with it are never delivered: the topic's key is the stack's own, and its policy says so."""
+    import json
+
+    from helpers import render
+
+    mocks = render(env)[0]
+    key = mocks.one("aws:kms/key:Key", "-mon-alarms-key").inputs
+    topic = mocks.one("aws:sns/topic:Topic").inputs
+    assert topic["kmsMasterKeyId"] != "alias/aws/sns" and topic["kmsMasterKeyId"].endswith("/mlflow-" + env + "-mon-alarms-key")
+    statements = json.loads(key["policy"])["Statement"]
+    cloudwatch = [s for s in statements if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}]
+    assert len(cloudwatch) == 1 and cloudwatch[0]["Effect"] == "Allow"
+    assert set(cloudwatch[0]["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+    admins = [s for s in statements if s["Principal"] == {"AWS": "arn:aws:iam::123456789012:root"}]
+    assert admins and admins[0]["Action"] == "kms:*", "the account keeps control of its key"
+    assert key["enableKeyRotation"] is True

@@ -1,9 +1,10 @@
 """Resource names never change silently: a changed URN makes Pulumi replace the resource, and for the
 primary that means a new, empty tracking database. tests/data/urns/<env>.txt holds every URN the
-shipped stacks render to (recorded before the layout moved into infra/spec, planning, aws, ...).
+shipped stacks render to (recorded before the layout moved into infra/spec, planning, aws, ...; the
+moves kept every one of them).
 
-A deliberate rename updates the file in the same change and gives the renamed resource
-`aliases=[pulumi.Alias(name=OLD)]` so deployed stacks move instead of replacing it.
+A new resource adds its URN in the same change. A deliberate rename updates the file too and gives
+the renamed resource `aliases=[pulumi.Alias(name=OLD)]` so deployed stacks move instead of replacing it.
 """
 
 from __future__ import annotations

@@ -19,3 +19,17 @@ def secret_read_policy(secret_arn: pulumi.Input[str], kms_key_arn: pulumi.Input[
         "Version": "2012-10-17", "Statement": [
             {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": v[0]},
             {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": v[1]}]}))
+
+
+def alarm_topic_key_policy(account_id: str, partition: str = "aws") -> str:
+    """The key policy of the alarm topic's key: the account administers it (as a default key policy
+    does), and CloudWatch may use it to publish alarm notifications to the encrypted topic. An AWS
+    managed key (alias/aws/sns) cannot grant that, so its alarms would never be delivered (SNS
+    Developer Guide, "Enable compatibility between event sources from AWS services and encrypted topics")."""
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "AccountAdministers", "Effect": "Allow", "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:root"},
+         "Action": "kms:*", "Resource": "*"},
+        {"Sid": "CloudWatchPublishesAlarms", "Effect": "Allow", "Principal": {"Service": "cloudwatch.amazonaws.com"},
+         "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*"},
+    ]})
+

@@ -11,6 +11,7 @@ import pulumi
 import pulumi_aws as aws
 
 from ..planning.alarms import AlarmPlan
+from .iam import alarm_topic_key_policy
 
 
 @dataclass
@@ -45,7 +46,13 @@ class TrackingMonitoring(pulumi.ComponentResource):
         missing = sorted({a.target for a in args.alarms}.difference(args.dimensions))
         if missing:
             raise ValueError(f"MonitoringArgs.dimensions: no dimensions for alarm targets {', '.join(missing)}")
-        self.topic = aws.sns.Topic(f"{name}-alarms", kms_master_key_id="alias/aws/sns", tags=args.tags, opts=child)
+        identity, partition = aws.get_caller_identity_output(), aws.get_partition_output()
+        # a customer managed key: CloudWatch must be allowed to use it, which alias/aws/sns cannot allow
+        self.key = aws.kms.Key(
+            f"{name}-alarms-key", description=f"{name}: the alarm topic", enable_key_rotation=True, deletion_window_in_days=30,
+            policy=pulumi.Output.all(identity.account_id, partition.partition).apply(lambda v: alarm_topic_key_policy(v[0], v[1])),
+            tags=args.tags, opts=child)
+        self.topic = aws.sns.Topic(f"{name}-alarms", kms_master_key_id=self.key.arn, tags=args.tags, opts=child)
         for i, email in enumerate(args.email):
             aws.sns.TopicSubscription(f"{name}-email-{i}", topic=self.topic.arn, protocol="email", endpoint=email, opts=child)
         self.alarms: dict[str, aws.cloudwatch.MetricAlarm] = {}
