@@ -12,7 +12,6 @@ from functools import lru_cache
 from . import catalogue
 from ..spec.model import Workload
 
-SECONDS_PER_DAY = 86_400
 GIB = 1024**3
 # create_run, one log_batch of params and tags, update_run(FINISHED): what the client sends per run.
 REQUESTS_PER_RUN = 3

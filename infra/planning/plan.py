@@ -68,10 +68,6 @@ class DatabasePlan:
     primary_parameters: tuple[Parameter, ...]
     replica_parameters: tuple[Parameter, ...]
 
-    @property
-    def parameter_family(self) -> str:
-        return f"postgres{self.engine_version.split('.')[0]}"
-
     def scaled_to(self, memory_bytes: int, vcpu: int) -> tuple[tuple[Parameter, ...], tuple[Parameter, ...]]:
         """The primary's and replicas' parameter sets for another machine (the local topology): memory-
         and CPU-derived values follow the box, every workload-derived choice stays the plan's."""
