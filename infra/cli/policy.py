@@ -7,8 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-EXIT_VIOLATION = 1
-
 
 def register(subparsers) -> None:
     policy = subparsers.add_parser("policy", help="run the policy pack offline, or write its config")
@@ -16,7 +14,8 @@ def register(subparsers) -> None:
     p_check = sub.add_parser("check", help="render the stack under Pulumi's mocks and run every rule; exit 1 on a mandatory violation")
     p_check.add_argument("environment", help="an environment name or file")
     p_check.add_argument("--stack-json", metavar="FILE",
-                         help="check this `pulumi preview --json` or `pulumi stack export` document instead of rendering the stack")
+                         help="check this `pulumi preview --json` or `pulumi stack export` document instead of rendering the stack;"
+                              " a mandatory rule that needs a value unknown until apply reports it (fails closed)")
     p_check.set_defaults(func=cmd_check)
     p_config = sub.add_parser("config", help="print (or --write to policies/config/) the policy pack config of an environment")
     p_config.add_argument("environment")

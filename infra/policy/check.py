@@ -16,7 +16,12 @@ from rich.table import Table
 from ..planning.plan import CapacityPlan, plan as make_plan
 from ..planning.server_command import MIN_NOFILE
 from ..spec.model import EnvironmentSpec
-from .rules import RULES, PolicyConfig, Res, Violation, evaluate
+from .rules import RULES, UNKNOWN, UNVERIFIABLE, PolicyConfig, Res, Violation, evaluate
+
+# What a value unknown until apply serializes as in `pulumi preview --json` and `pulumi stack export`:
+# the engine's computedValuePlaceholder (pkg/resource/stack/deployment.go), the same string as the
+# SDK's `pulumi.runtime.rpc.UNKNOWN` and pulumi_policy's `UNKNOWN_STRING_VALUE`.
+DOCUMENT_UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 
 CONFIG_DIR = Path("policies") / "config"
 
@@ -65,7 +70,9 @@ class DocumentError(ValueError):
 
 def resources_from_document(path: Path) -> list[Res]:
     """Resources of a `pulumi preview --json` (steps[].newState) or `pulumi stack export`
-    (deployment.resources[]) document: the stack as Pulumi would build it, checked offline."""
+    (deployment.resources[]) document: the stack as Pulumi would build it, checked offline. Values
+    unknown until apply (in a preview: outputs of resources not created yet) become `UNKNOWN`, which
+    the rules report or work around exactly as in CrossGuard."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -76,8 +83,28 @@ def resources_from_document(path: Path) -> list[Res]:
         states = data["deployment"].get("resources") or []
     else:
         raise DocumentError(f"{path}: has neither steps (pulumi preview --json) nor deployment.resources (pulumi stack export)")
-    return [Res(state["type"], state["urn"].rsplit("::", 1)[-1], dict(state.get("inputs") or {}), state["urn"])
-            for state in states if state.get("custom", True) and "urn" in state and "type" in state]
+    return [_resource(state) for state in states if state.get("custom", True) and "urn" in state and "type" in state]
+
+
+def _known(value: Any) -> Any:
+    """A document value with `UNKNOWN` for each computed-value placeholder."""
+    if value == DOCUMENT_UNKNOWN:
+        return UNKNOWN
+    if isinstance(value, dict):
+        return {key: _known(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_known(item) for item in value]
+    return value
+
+
+def _resource(state: dict[str, Any]) -> Res:
+    """One resource state: its inputs (plus its id once it has one, which other resources refer to
+    it by) and its property dependencies, which rules use to link resources while ids are unknown."""
+    props = _known(dict(state.get("inputs") or {}))
+    if state.get("id") and "id" not in props:
+        props["id"] = _known(state["id"])
+    deps = {key: tuple(urns or ()) for key, urns in (state.get("propertyDependencies") or {}).items()}
+    return Res(state["type"], state["urn"].rsplit("::", 1)[-1], props, state["urn"], deps)
 
 
 def report(spec: EnvironmentSpec, violations: list[Violation], console: Console) -> int:
@@ -93,6 +120,10 @@ def report(spec: EnvironmentSpec, violations: list[Violation], console: Console)
     applied = [r for r in RULES if spec.production or not r.production_only]
     console.print(f"{spec.name}: {len(applied)} rules, {len(mandatory)} mandatory violation(s),"
                   f" {len(violations) - len(mandatory)} advisory")
+    unverifiable = [v for v in mandatory if v.message.startswith(UNVERIFIABLE)]
+    if unverifiable:
+        console.print(f"{len(unverifiable)} of the mandatory violations could not be verified: inputs unknown until apply"
+                      " (a first preview); they fail closed")
     return 1 if mandatory else 0
 
 

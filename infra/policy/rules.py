@@ -3,6 +3,68 @@
 
 A resource rule sees one resource (`Res`); a stack rule sees them all. Each returns the messages of
 its violations; an empty list is compliant. No Pulumi imports here: the pack adapts its arguments.
+
+Unknown values
+--------------
+During `pulumi preview` an input computed from an output of a resource not created yet (an id, an
+ARN, a parameter group's name, user data or container definitions built from outputs) has no value.
+The adapters (pack.py for CrossGuard, check.py for `pulumi preview --json` documents) put the
+`UNKNOWN` marker there, and no rule is ever skipped because of one. `Rule.on_unknown` says how a rule
+treats it:
+
+* ``fail-closed`` (the default): the rule reads inputs with `Res.get`, which raises `UnknownInput`
+  on an input that is, or holds, `UNKNOWN`; the rule then reports one violation naming that input
+  ("cannot be verified during preview: containerDefinitions is unknown until apply"). Such a rule
+  never sees `UNKNOWN`. Its plain inputs are known in a preview, so there it is checked as usual.
+* ``check-known``: the rule may read inputs with `Res.partial`, which keeps `UNKNOWN` markers
+  in place, judges what is known and works around the rest in a documented way (a property
+  dependency, a logical-name convention, the fact that a violation needs a value that is known). What
+  it still cannot decide it reports itself, in the same words, so it too fails closed.
+
+`Res.is_set(key)` (an input is given, known or not) is known in a preview and allowed in both.
+
+=================================  ============  ==================================================================
+rule                               on_unknown    inputs and what an unknown one does (first preview of the shipped stacks)
+=================================  ============  ==================================================================
+rds-storage-encrypted              fail-closed   storageEncrypted (plain: checked)
+rds-not-public                     fail-closed   publiclyAccessible (plain: checked)
+rds-backup-retention               fail-closed   backupRetentionPeriod (plain: checked); replicateSourceDb is_set only
+rds-deletion-protection            fail-closed   deletionProtection (plain: checked)
+rds-multi-az                       fail-closed   multiAz (plain: checked); replicateSourceDb is_set only
+rds-performance-insights           fail-closed   performanceInsightsEnabled (plain: checked)
+rds-enhanced-monitoring            fail-closed   monitoringInterval (plain: checked); monitoringRoleArn is_set only (a role is attached)
+rds-storage-type                   fail-closed   storageType (plain: checked); replicateSourceDb is_set only
+rds-custom-parameter-group         check-known   parameterGroupName (unknown): the group it depends on, else `<instance>` / `<instance>` less `-N`
+rds-no-burstable-production        fail-closed   instanceClass (plain: checked)
+pg-stat-statements                 check-known   parameters[shared_preload_libraries] (plain: checked; unknown: reported)
+pg-never-unsafe                    check-known   parameters[fsync, full_page_writes] (plain: checked; unknown: reported)
+pg-synchronous-commit              check-known   parameters[synchronous_commit] (plain: checked; unknown: reported)
+pg-force-ssl                       check-known   parameters[rds.force_ssl] (plain: checked; unknown: reported)
+pg-replica-hot-standby-feedback    check-known   replica parameterGroupName (unknown): group found as for rds-custom-parameter-group
+connection-budget                  check-known   primary parameterGroupName (unknown): group found as above; max_connections (plain)
+open-files-limit                   fail-closed   containerDefinitions / userData (unknown: REPORTED, the limits cannot be read)
+no-plain-credentials               fail-closed   containerDefinitions / userData (unknown: REPORTED, absence of credentials unprovable)
+container-logging                  fail-closed   containerDefinitions (unknown: REPORTED)
+imdsv2                             fail-closed   metadataOptions (plain: checked)
+ebs-encrypted                      check-known   blockDeviceMappings[].ebs.encrypted (plain: checked; unknown: reported)
+lb-internet-facing                 check-known   internal, listener protocol/defaultActions[0].type (plain: checked); certificateArn is_set;
+                                                 a listener belongs to the load balancer its loadBalancerArn depends on, else `<lb>-*`
+lb-deletion-protection             fail-closed   enableDeletionProtection (plain: checked)
+lb-access-logs (advisory)          check-known   accessLogs.enabled (plain: checked; the bucket may be unknown)
+sg-no-open-database-or-servers     check-known   ingress[].cidrBlocks/ipv6CidrBlocks/protocol/ports (plain: checked); unknown
+                                                 securityGroups ignored; an unknown one that could open the ports: reported
+s3-closed-encrypted-versioned      check-known   settings' bucket (unknown): the bucket it depends on, else `<component>-*` names
+placement-training-zones           check-known   subnet ids (unknown when created here): the subnets they depend on, else every
+                                                 subnet the stack creates, judged by availabilityZone; none to judge: reported
+replicas-for-ui-reads              check-known   containerDefinitions (unknown): passes if the stack has replicas, else reported
+tags-environment-owner             check-known   tags (plain: checked); an unknown required tag value: reported
+=================================  ============  ==================================================================
+
+On a shipped stack's first preview this leaves exactly open-files-limit, no-plain-credentials and
+container-logging reporting each task definition (open-files-limit and no-plain-credentials each launch
+template with compute: ec2), and replicas-for-ui-reads each task definition of a stack without replicas
+(dev): container definitions and user data embed ARNs, URLs and hosts of resources created in the
+same update. An update preview of a deployed stack knows them (tests/test_policy_preview.py).
 """
 
 from __future__ import annotations
@@ -10,8 +72,8 @@ from __future__ import annotations
 import base64
 import json
 import re
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterable, Mapping
 
 from ..endpoints import DATABASE_PORT as DB_PORT, TRACKING_PORT
 from ..spec.checks import burstable_class, synchronous_commit_off_allowed
@@ -22,7 +84,6 @@ PARAMETER_GROUP = "aws:rds/parameterGroup:ParameterGroup"
 RDS_PROXY = "aws:rds/proxy:Proxy"
 TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
 ECS_SERVICE = "aws:ecs/service:Service"
-SCALING_TARGET = "aws:appautoscaling/target:Target"
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 ASG = "aws:autoscaling/group:Group"
 LOAD_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
@@ -38,18 +99,122 @@ BUCKET_VERSIONING = "aws:s3/bucketVersioning:BucketVersioning"
 SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|ACCESS_KEY|PRIVATE_KEY)", re.I)
 URI_WITH_PASSWORD = re.compile(r"[a-z+]+://[^/\s:@]+:[^@\s]+@")
 
+FAIL_CLOSED = "fail-closed"
+CHECK_KNOWN = "check-known"
+
+
+# ---------------------------------------------------------------------------------------------
+# unknown values
+# ---------------------------------------------------------------------------------------------
+
+class _Unknown:
+    """The one marker of a value Pulumi cannot know until apply. It has no truth value: a rule that
+    meets it must decide explicitly (`is_unknown`), never by accident."""
+
+    _instance: "_Unknown | None" = None
+
+    def __new__(cls) -> "_Unknown":
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+    def __bool__(self) -> bool:
+        raise TypeError("UNKNOWN has no truth value: test is_unknown() first, or read the input with Res.get (fail closed)")
+
+    def __copy__(self) -> "_Unknown":
+        return self
+
+    def __deepcopy__(self, memo) -> "_Unknown":
+        return self
+
+    def __reduce__(self) -> str:
+        return "UNKNOWN"
+
+
+UNKNOWN = _Unknown()
+
+
+def is_unknown(value: Any) -> bool:
+    return value is UNKNOWN
+
+
+def unknown_path(value: Any, path: str = "") -> str | None:
+    """The path of the first `UNKNOWN` in `value` (`path` itself if it is unknown), else None."""
+    if value is UNKNOWN:
+        return path
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            found = unknown_path(item, f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found = unknown_path(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
+UNVERIFIABLE = "cannot be verified during preview"
+
+
+def cannot_verify(path: str, detail: str = "") -> str:
+    """The message of a violation a rule reports because an input it needs is unknown."""
+    return f"{UNVERIFIABLE}: {path} is unknown until apply" + (f" ({detail})" if detail else "")
+
+
+class UnknownInput(Exception):
+    """Raised by `Res.get` on an unknown input; `evaluate` and the pack report it as a violation."""
+
+    def __init__(self, resource: "Res", path: str, detail: str = ""):
+        super().__init__(f"{resource.name}: {path}")
+        self.resource = resource
+        self.path = path
+        self.message = cannot_verify(path, detail)
+
 
 @dataclass(frozen=True)
 class Res:
-    """A resource as policies see it: its type, logical name and input properties."""
+    """A resource as policies see it: its type, logical name and input properties (any of which may be,
+    or hold, `UNKNOWN`), its URN, and which resources each property depends on (URNs, from CrossGuard's
+    property dependencies or a document's propertyDependencies; absent when not known)."""
 
     type: str
     name: str
     props: dict[str, Any]
     urn: str = ""
+    deps: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    tolerant: bool = field(default=False, compare=False, repr=False)   # set for check-known rules only
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self.props.get(key, default)
+        """The input, fully known; raises `UnknownInput` naming the unknown part otherwise."""
+        value = self.props.get(key, default)
+        path = unknown_path(value, key)
+        if path is not None:
+            raise UnknownInput(self, path)
+        return value
+
+    def partial(self, key: str, default: Any = None) -> Any:
+        """The input with any `UNKNOWN` markers left in place: for check-known rules. A fail-closed
+        rule's resources answer as `get` does, so such a rule cannot see an unknown."""
+        return self.props.get(key, default) if self.tolerant else self.get(key, default)
+
+    def is_set(self, key: str) -> bool:
+        """Whether the input is given (an unknown value will be one at apply): known in a preview."""
+        value = self.props.get(key)
+        return True if value is UNKNOWN else value not in (None, "", [], {}, False)
+
+    def depends_on(self, key: str) -> tuple[str, ...] | None:
+        """URNs the property depends on, or None when the dependencies are not known."""
+        found = self.deps.get(key)
+        return None if found is None else tuple(found)
+
+    def for_rule(self, rule_: "Rule") -> "Res":
+        tolerant = rule_.on_unknown == CHECK_KNOWN
+        return self if self.tolerant == tolerant else replace(self, tolerant=tolerant)
 
 
 @dataclass(frozen=True)
@@ -104,6 +269,7 @@ class Rule:
     resource_types: tuple[str, ...] = ()   # empty: a stack rule over all resources
     mandatory: bool = True
     production_only: bool = False
+    on_unknown: str = FAIL_CLOSED  # see the module docstring
 
     @property
     def stack(self) -> bool:
@@ -113,16 +279,41 @@ class Rule:
     def level(self) -> str:
         return "mandatory" if self.mandatory else "advisory"
 
+    def applies(self, config: "PolicyConfig") -> bool:
+        return config.production or not self.production_only
+
 
 RULES: list[Rule] = []
 
 
 def rule(name: str, family: str, description: str, reason: str, remediation: str, types: Iterable[str] = (),
-         mandatory: bool = True, production_only: bool = False):
+         mandatory: bool = True, production_only: bool = False, on_unknown: str = FAIL_CLOSED):
+    if on_unknown not in (FAIL_CLOSED, CHECK_KNOWN):
+        raise ValueError(f"rule {name}: on_unknown {on_unknown!r} is not {FAIL_CLOSED!r} or {CHECK_KNOWN!r}")
+
     def register(fn):
-        RULES.append(Rule(name, family, description, reason, remediation, fn, tuple(types), mandatory, production_only))
+        RULES.append(Rule(name, family, description, reason, remediation, fn, tuple(types), mandatory, production_only,
+                          on_unknown))
         return fn
     return register
+
+
+# ---------------------------------------------------------------------------------------------
+# running a rule: the one place an unknown input becomes a violation (evaluate and the pack use these)
+# ---------------------------------------------------------------------------------------------
+
+def run_resource_rule(rule_: Rule, resource: Res, config: PolicyConfig) -> list[str]:
+    try:
+        return list(rule_.check(resource.for_rule(rule_), config))
+    except UnknownInput as unknown:
+        return [unknown.message]
+
+
+def run_stack_rule(rule_: Rule, resources: list[Res], config: PolicyConfig) -> list[tuple[Res, str]]:
+    try:
+        return list(rule_.check([r.for_rule(rule_) for r in resources], config))
+    except UnknownInput as unknown:
+        return [(unknown.resource, unknown.message)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,15 +321,33 @@ def rule(name: str, family: str, description: str, reason: str, remediation: str
 # ---------------------------------------------------------------------------------------------
 
 def is_replica(r: Res) -> bool:
-    return bool(r.get("replicateSourceDb"))
+    return r.is_set("replicateSourceDb")  # known in a preview even when the source's identifier is not
 
 
 def truthy(value: Any) -> bool:
     return value is True or str(value).lower() in ("1", "on", "true", "yes")
 
 
-def parameters(group: Res) -> dict[str, str]:
-    return {p.get("name"): str(p.get("value")) for p in group.get("parameters") or []}
+def parameters(group: Res) -> dict[str, Any]:
+    """The group's parameters by name; a value may be `UNKNOWN` (check-known rules), a name may not."""
+    listed = group.partial("parameters")
+    if listed is UNKNOWN:
+        raise UnknownInput(group, "parameters")
+    found: dict[str, Any] = {}
+    for i, p in enumerate(listed or []):
+        if p is UNKNOWN or p.get("name") is UNKNOWN:
+            raise UnknownInput(group, f"parameters[{i}]" + ("" if p is UNKNOWN else ".name"))
+        value = p.get("value")
+        found[p.get("name")] = UNKNOWN if value is UNKNOWN else str(value)
+    return found
+
+
+def parameter(group: Res, params: dict[str, Any], name: str, default: Any = None) -> Any:
+    """One parameter's value, known: raises `UnknownInput` naming it otherwise."""
+    value = params.get(name, default)
+    if value is UNKNOWN:
+        raise UnknownInput(group, f"parameters[{name}].value")
+    return value
 
 
 def containers(task: Res) -> list[dict]:
@@ -165,11 +374,43 @@ def of_type(resources: list[Res], typ: str) -> list[Res]:
     return [r for r in resources if r.type == typ]
 
 
-def parameter_groups(resources: list[Res]) -> dict[str, Res]:
-    """Parameter groups by the name instances refer to them with (physical name, else logical)."""
-    groups = {g.get("name", g.name): g for g in of_type(resources, PARAMETER_GROUP)}
-    groups.update({g.name: g for g in of_type(resources, PARAMETER_GROUP)})
-    return groups
+def _or(value: Any, default: Any) -> Any:
+    """`value or default`, keeping `UNKNOWN` (which has no truth value)."""
+    return value if value is UNKNOWN else (value or default)
+
+
+def _known_str(value: Any) -> str | None:
+    return None if value is None or value is UNKNOWN else str(value)
+
+
+def linked(holder: Res, key: str, candidates: list[Res], conventional: Callable[[Res], bool]) -> list[Res]:
+    """The candidates `holder`'s input `key` refers to when its value is unknown: those it depends on
+    (CrossGuard's property dependencies, a document's propertyDependencies), else, when dependencies
+    are not known, those the naming convention `conventional` picks."""
+    deps = holder.depends_on(key)
+    if deps is not None:
+        return [c for c in candidates if c.urn and c.urn in deps]
+    return [c for c in candidates if conventional(c)]
+
+
+def parameter_group_of(instance: Res, resources: list[Res]) -> tuple[Res | None, str | None]:
+    """The parameter group an instance uses, and the reason when it cannot be found. By the name the
+    instance gives (a group's physical name, else its logical name); while that name is unknown, by
+    property dependency, else by the component's convention: the primary's group has its logical
+    name, a replica's its logical name less `-<n>`."""
+    name = instance.partial("parameterGroupName")
+    groups = of_type(resources, PARAMETER_GROUP)
+    if name is not UNKNOWN:
+        by_name = {_known_str(g.partial("name")): g for g in groups}
+        by_name.update({g.name: g for g in groups})
+        by_name.pop(None, None)
+        return (by_name.get(str(name)) if name else None), None
+    stems = {instance.name, re.sub(r"-\d+$", "", instance.name)}
+    found = linked(instance, "parameterGroupName", groups, lambda g: g.name in stems)
+    if len(found) == 1:
+        return found[0], None
+    return None, cannot_verify("parameterGroupName", "no parameter group of this stack matches it"
+                               if not found else f"{len(found)} parameter groups match it")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,7 +465,8 @@ def rds_performance_insights(r: Res, c: PolicyConfig) -> list[str]:
       "database.monitoring_interval_seconds: 1-60", [RDS_INSTANCE])
 def rds_enhanced_monitoring(r: Res, c: PolicyConfig) -> list[str]:
     interval = int(r.get("monitoringInterval") or 0)
-    return [] if interval > 0 and r.get("monitoringRoleArn") else [f"monitoring_interval {interval} (off) or no monitoring role"]
+    # the role's ARN is unknown until the role exists; that a role is attached is known
+    return [] if interval > 0 and r.is_set("monitoringRoleArn") else [f"monitoring_interval {interval} (off) or no monitoring role"]
 
 
 @rule("rds-storage-type", "rds", "no gp2 or magnetic storage", "gp2 ties IOPS to size and magnetic cannot carry a logging load",
@@ -237,10 +479,22 @@ def rds_storage_type(r: Res, c: PolicyConfig) -> list[str]:
 
 
 @rule("rds-custom-parameter-group", "rds", "a non-default parameter group is attached", "default groups are untuned (README bottleneck 3)",
-      "nothing to set: the plan's parameter groups are attached", [RDS_INSTANCE])
-def rds_custom_parameter_group(r: Res, c: PolicyConfig) -> list[str]:
-    name = r.get("parameterGroupName")
-    return [] if name and not str(name).startswith("default.") else [f"parameter_group_name {name!r}"]
+      "nothing to set: the plan's parameter groups are attached", on_unknown=CHECK_KNOWN)
+def rds_custom_parameter_group(resources: list[Res], c: PolicyConfig) -> list[tuple[Res, str]]:
+    """A stack rule so that an instance whose parameterGroupName is unknown (the group is created in
+    the same update) is judged by the group it refers to; AWS reserves `default.*` for its own groups."""
+    found = []
+    for instance in of_type(resources, RDS_INSTANCE):
+        name = instance.partial("parameterGroupName")
+        if name is UNKNOWN:
+            group, unverifiable = parameter_group_of(instance, resources)
+            if group is None:
+                found.append((instance, unverifiable))
+            elif str(_known_str(group.partial("name")) or "").startswith("default."):
+                found.append((instance, f"parameter group {group.name} is named {group.partial('name')!r}"))
+        elif not name or str(name).startswith("default."):
+            found.append((instance, f"parameter_group_name {name!r}"))
+    return found
 
 
 @rule("rds-no-burstable-production", "rds", "no burstable class in production", "burst credits run out under sustained logging",
@@ -251,27 +505,34 @@ def rds_no_burstable_production(r: Res, c: PolicyConfig) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Parameter groups
+# Parameter groups (check-known: one unknown parameter value leaves the others checkable)
 # ---------------------------------------------------------------------------------------------
 
 @rule("pg-stat-statements", "parameter-groups", "pg_stat_statements is preloaded", "slow-query analysis reads it",
-      "nothing to set: the plan preloads it", [PARAMETER_GROUP])
+      "nothing to set: the plan preloads it", [PARAMETER_GROUP], on_unknown=CHECK_KNOWN)
 def pg_stat_statements(r: Res, c: PolicyConfig) -> list[str]:
-    libraries = parameters(r).get("shared_preload_libraries", "")
+    libraries = parameter(r, parameters(r), "shared_preload_libraries", "")
     return [] if "pg_stat_statements" in [x.strip() for x in libraries.split(",")] else ["shared_preload_libraries lacks pg_stat_statements"]
 
 
 @rule("pg-never-unsafe", "parameter-groups", "fsync and full_page_writes are never off", "either off can corrupt the database on a crash",
-      "remove any fsync/full_page_writes override", [PARAMETER_GROUP])
+      "remove any fsync/full_page_writes override", [PARAMETER_GROUP], on_unknown=CHECK_KNOWN)
 def pg_never_unsafe(r: Res, c: PolicyConfig) -> list[str]:
     params = parameters(r)
-    return [f"{name} is off" for name in ("fsync", "full_page_writes") if name in params and not truthy(params[name])]
+    found = []
+    for name in ("fsync", "full_page_writes"):
+        if params.get(name) is UNKNOWN:
+            found.append(cannot_verify(f"parameters[{name}].value"))
+        elif name in params and not truthy(params[name]):
+            found.append(f"{name} is off")
+    return found
 
 
 @rule("pg-synchronous-commit", "parameter-groups", "synchronous_commit off only with relaxed durability, never in production",
-      "with it off an acknowledged log call can be lost on a crash", "database.durability: strict", [PARAMETER_GROUP])
+      "with it off an acknowledged log call can be lost on a crash", "database.durability: strict", [PARAMETER_GROUP],
+      on_unknown=CHECK_KNOWN)
 def pg_synchronous_commit(r: Res, c: PolicyConfig) -> list[str]:
-    value = parameters(r).get("synchronous_commit")
+    value = parameter(r, parameters(r), "synchronous_commit")
     if value is None or value in ("on", "remote_write", "remote_apply", "local", "1"):
         return []
     if synchronous_commit_off_allowed(c.production, c.durability):
@@ -280,20 +541,30 @@ def pg_synchronous_commit(r: Res, c: PolicyConfig) -> list[str]:
 
 
 @rule("pg-force-ssl", "parameter-groups", "rds.force_ssl = 1", "credentials and run data never cross the network in clear text",
-      "nothing to set: the plan forces TLS", [PARAMETER_GROUP])
+      "nothing to set: the plan forces TLS", [PARAMETER_GROUP], on_unknown=CHECK_KNOWN)
 def pg_force_ssl(r: Res, c: PolicyConfig) -> list[str]:
-    return [] if parameters(r).get("rds.force_ssl") == "1" else ["rds.force_ssl is not 1"]
+    return [] if parameter(r, parameters(r), "rds.force_ssl") == "1" else ["rds.force_ssl is not 1"]
 
 
 @rule("pg-replica-hot-standby-feedback", "parameter-groups", "replicas have hot_standby_feedback",
-      "UI searches on a replica are not cancelled by vacuum on the primary", "nothing to set: the replica group sets it")
+      "UI searches on a replica are not cancelled by vacuum on the primary", "nothing to set: the replica group sets it",
+      on_unknown=CHECK_KNOWN)
 def pg_replica_hot_standby_feedback(resources: list[Res], c: PolicyConfig) -> list[tuple[Res, str]]:
-    groups = parameter_groups(resources)
     found = []
     for replica in filter(is_replica, of_type(resources, RDS_INSTANCE)):
-        group = groups.get(replica.get("parameterGroupName"))
-        if group is None or not truthy(parameters(group).get("hot_standby_feedback", "0")):
-            found.append((replica, f"parameter group {replica.get('parameterGroupName')!r} lacks hot_standby_feedback=1"))
+        group, unverifiable = parameter_group_of(replica, resources)
+        if unverifiable:
+            found.append((replica, unverifiable))
+            continue
+        try:
+            ok = group is not None and truthy(parameter(group, parameters(group), "hot_standby_feedback", "0"))
+        except UnknownInput as unknown:
+            found.append((unknown.resource, unknown.message))
+            continue
+        if not ok:
+            shown = replica.partial("parameterGroupName")
+            shown = group.name if shown is UNKNOWN and group else repr(shown)
+            found.append((replica, f"parameter group {shown} lacks hot_standby_feedback=1"))
     return found
 
 
@@ -303,28 +574,32 @@ def pg_replica_hot_standby_feedback(resources: list[Res], c: PolicyConfig) -> li
 
 @rule("connection-budget", "connection-budget", "at maximum autoscale the fleets' pools fit in max_connections minus the reserve",
       "an exhausted max_connections refuses connections to every server (README: 'Connection refused')",
-      "lower tracking.*.max_count or workers, choose a larger database.instance_class, or database.rds_proxy: auto")
+      "lower tracking.*.max_count or workers, choose a larger database.instance_class, or database.rds_proxy: auto",
+      on_unknown=CHECK_KNOWN)
 def connection_budget(resources: list[Res], c: PolicyConfig) -> list[tuple[Res, str]]:
     """The plan's budget (fleet connections at maximum autoscale, from the policy config) against the
-    max_connections the primary's parameter group really sets."""
+    max_connections the primary's parameter group really sets. In a first preview the primary's
+    parameterGroupName is unknown: the group is the one it depends on, else the one of its name."""
     if of_type(resources, RDS_PROXY):
         return []  # the proxy multiplexes the pools
     primary = next((r for r in of_type(resources, RDS_INSTANCE) if not is_replica(r)), None)
     if primary is None:
         return []
-    groups = parameter_groups(resources)
-    group = groups.get(primary.get("parameterGroupName"))
-    max_connections = int(parameters(group).get("max_connections", 0)) if group else 0
+    group, unverifiable = parameter_group_of(primary, resources)
+    if unverifiable:
+        return [(primary, unverifiable)]
+    max_connections = int(parameter(group, parameters(group), "max_connections", 0)) if group else 0
     if not max_connections:
         return [(primary, "no max_connections in the primary's parameter group to budget against")]
     if c.fleet_connections + c.connection_reserve > max_connections:
-        return [(primary, f"fleets open {c.fleet_connections} connections at maximum autoscale + reserve {c.connection_reserve}"
-                          f" > max_connections {max_connections}")]
+        return [(primary, (f"fleets open {c.fleet_connections} connections at maximum autoscale + reserve {c.connection_reserve}"
+                          f" > max_connections {max_connections}"))]
     return []
 
 
 # ---------------------------------------------------------------------------------------------
-# ECS and EC2
+# ECS and EC2 (fail-closed: container definitions and user data built from outputs are unknown in a
+# first preview, and nothing else shows what they hold)
 # ---------------------------------------------------------------------------------------------
 
 @rule("open-files-limit", "ecs-ec2", "tracking servers run with at least 65,536 open files",
@@ -381,33 +656,79 @@ def imdsv2(r: Res, c: PolicyConfig) -> list[str]:
 
 
 @rule("ebs-encrypted", "ecs-ec2", "EC2 volumes are encrypted", "server disks hold logs and temporary artifacts",
-      "nothing to set: the launch template encrypts its volumes", [LAUNCH_TEMPLATE])
+      "nothing to set: the launch template encrypts its volumes", [LAUNCH_TEMPLATE], on_unknown=CHECK_KNOWN)
 def ebs_encrypted(r: Res, c: PolicyConfig) -> list[str]:
-    mappings = r.get("blockDeviceMappings") or []
-    bad = [m.get("deviceName") for m in mappings if not truthy((m.get("ebs") or {}).get("encrypted"))]
-    return [f"unencrypted volume {d}" for d in bad] + ([] if mappings else ["no block device mapping (root volume unencrypted by default)"])
+    mappings = r.partial("blockDeviceMappings")
+    if mappings is UNKNOWN:
+        return [cannot_verify("blockDeviceMappings")]
+    found = []
+    for i, m in enumerate(mappings or []):
+        ebs = UNKNOWN if m is UNKNOWN else m.get("ebs")
+        encrypted = UNKNOWN if ebs is UNKNOWN else (ebs or {}).get("encrypted")
+        device = m.get("deviceName") if m is not UNKNOWN else UNKNOWN
+        if encrypted is UNKNOWN:  # a KMS key id may be unknown; whether the volume is encrypted must not be
+            found.append(cannot_verify(f"blockDeviceMappings[{i}].ebs.encrypted"))
+        elif not truthy(encrypted):
+            found.append(f"unencrypted volume {f'[{i}]' if device is UNKNOWN else device}")
+    return found + ([] if mappings else ["no block device mapping (root volume unencrypted by default)"])
 
 
 # ---------------------------------------------------------------------------------------------
 # Load balancers
 # ---------------------------------------------------------------------------------------------
 
+def _listeners_of(lb: Res, listeners: list[Res]) -> list[Res]:
+    """A load balancer's listeners: those whose loadBalancerArn is its ARN or depends on it, else
+    (dependencies not known, ARN unknown) the component's convention, `<lb>-*` names."""
+    arn = _known_str(lb.partial("arn"))
+    mine = []
+    for x in listeners:
+        ref = x.partial("loadBalancerArn")
+        if ref is not UNKNOWN and ref is not None and arn is not None:
+            hit = str(ref) == arn
+        elif ref is UNKNOWN and x.depends_on("loadBalancerArn") is not None:
+            hit = bool(lb.urn) and lb.urn in (x.depends_on("loadBalancerArn") or ())
+        else:
+            hit = x.name.startswith(lb.name + "-")
+        if hit:
+            mine.append(x)
+    return mine
+
+
+def _first_action_type(listener: Res) -> Any:
+    actions = listener.partial("defaultActions")
+    if actions is UNKNOWN:
+        return UNKNOWN
+    first = (actions or [{}])[0]
+    return UNKNOWN if first is UNKNOWN else first.get("type")  # its target group ARN may be unknown, its type is not
+
+
 @rule("lb-internet-facing", "load-balancers", "internet-facing only for the UI, and only with HTTPS and a redirect from HTTP",
       "training traffic stays in the VPC; people reach the UI over TLS only",
-      "tracking.ui.internet_facing with tracking.ui.certificate_arn, or false")
+      "tracking.ui.internet_facing with tracking.ui.certificate_arn, or false", on_unknown=CHECK_KNOWN)
 def lb_internet_facing(resources: list[Res], c: PolicyConfig) -> list[tuple[Res, str]]:
     found = []
     listeners = of_type(resources, LISTENER)
     for lb in of_type(resources, LOAD_BALANCER):
-        if lb.get("internal") is not False:
+        internal = lb.partial("internal")
+        if internal is UNKNOWN:
+            found.append((lb, cannot_verify("internal")))
+            continue
+        if internal is not False:
             continue
         if not lb.name.endswith("-ui"):
             found.append((lb, "an internet-facing load balancer that is not the UI's"))
             continue
-        mine = [x for x in listeners if x.name.startswith(lb.name + "-")]
-        https = [x for x in mine if x.get("protocol") == "HTTPS" and x.get("certificateArn")]
-        plain = [x for x in mine if x.get("protocol") == "HTTP"]
-        redirects = all((x.get("defaultActions") or [{}])[0].get("type") == "redirect" for x in plain)
+        mine = _listeners_of(lb, listeners)
+        unknown = [(x, "protocol") for x in mine if x.partial("protocol") is UNKNOWN]
+        unknown += [(x, "defaultActions[0].type") for x in mine
+                    if x.partial("protocol") == "HTTP" and _first_action_type(x) is UNKNOWN]
+        if unknown:
+            found += [(x, cannot_verify(p)) for x, p in unknown]
+            continue
+        https = [x for x in mine if x.partial("protocol") == "HTTPS" and x.is_set("certificateArn")]
+        plain = [x for x in mine if x.partial("protocol") == "HTTP"]
+        redirects = all(_first_action_type(x) == "redirect" for x in plain)
         if not https or not redirects:
             found.append((lb, "internet-facing without an HTTPS listener, or with HTTP that does not redirect"))
     return found
@@ -421,14 +742,26 @@ def lb_deletion_protection(r: Res, c: PolicyConfig) -> list[str]:
 
 
 @rule("lb-access-logs", "load-balancers", "load balancers write access logs", "who called the API, when, how slowly",
-      "an access-log bucket is not provisioned yet: add one to the stack", [LOAD_BALANCER], mandatory=False)
+      "an access-log bucket is not provisioned yet: add one to the stack", [LOAD_BALANCER], mandatory=False,
+      on_unknown=CHECK_KNOWN)
 def lb_access_logs(r: Res, c: PolicyConfig) -> list[str]:
-    return [] if (r.get("accessLogs") or {}).get("enabled") is True else ["access_logs not enabled"]
+    logs = r.partial("accessLogs")
+    enabled = UNKNOWN if logs is UNKNOWN else (logs or {}).get("enabled")  # the bucket may be one created here
+    if enabled is UNKNOWN:
+        return [cannot_verify("accessLogs.enabled")]
+    return [] if enabled is True else ["access_logs not enabled"]
 
 
 # ---------------------------------------------------------------------------------------------
 # Security groups
 # ---------------------------------------------------------------------------------------------
+
+def _known_items(value: Any) -> tuple[list, bool]:
+    """The known items of a list input, and whether any (or the whole list) is unknown."""
+    if value is UNKNOWN:
+        return [], True
+    return [x for x in value or [] if x is not UNKNOWN], any(x is UNKNOWN for x in value or [])
+
 
 def _covers(rule_: dict, port: int) -> bool:
     if str(rule_.get("protocol")) in ("-1", "all"):
@@ -438,14 +771,32 @@ def _covers(rule_: dict, port: int) -> bool:
 
 @rule("sg-no-open-database-or-servers", "security-groups", "no ingress from 0.0.0.0/0 or ::/0 to 5432 or the tracking port",
       "the database and servers are reached through the load balancers and the client security group only",
-      "nothing to set: only an internet-facing UI load balancer opens 80/443 to the world", [SECURITY_GROUP])
+      "nothing to set: only an internet-facing UI load balancer opens 80/443 to the world", [SECURITY_GROUP],
+      on_unknown=CHECK_KNOWN)
 def sg_no_open(r: Res, c: PolicyConfig) -> list[str]:
+    """Ingress from other security groups (ids unknown in a first preview) never opens to the world:
+    only the CIDR blocks, protocol and ports are needed, and an unknown one of those is reported."""
+    ingress = r.partial("ingress")
+    if ingress is UNKNOWN:
+        return [cannot_verify("ingress")]
     found = []
-    for ingress in r.get("ingress") or []:
-        world = set(ingress.get("cidrBlocks") or []) & {"0.0.0.0/0"} or set(ingress.get("ipv6CidrBlocks") or []) & {"::/0"}
+    for i, entry in enumerate(ingress or []):
+        if entry is UNKNOWN:
+            found.append(cannot_verify(f"ingress[{i}]"))
+            continue
+        v4, unknown_v4 = _known_items(entry.get("cidrBlocks"))
+        v6, unknown_v6 = _known_items(entry.get("ipv6CidrBlocks"))
+        world = sorted(({"0.0.0.0/0"} & set(v4)) | ({"::/0"} & set(v6)))
+        if not world and not (unknown_v4 or unknown_v6):
+            continue
+        unknown = [] if world else [f"ingress[{i}].{k}" for k, u in (("cidrBlocks", unknown_v4), ("ipv6CidrBlocks", unknown_v6)) if u]
+        unknown += [f"ingress[{i}].{k}" for k in ("protocol", "fromPort", "toPort") if entry.get(k) is UNKNOWN]
         for port in (DB_PORT, TRACKING_PORT):
-            if world and _covers(ingress, port):
-                found.append(f"ingress from {sorted(world)[0]} covers port {port}")
+            if unknown:
+                if any(entry.get(k) is UNKNOWN for k in ("protocol", "fromPort", "toPort")) or _covers(entry, port):
+                    found.append(cannot_verify(", ".join(unknown), f"it could open port {port} to the world"))
+            elif _covers(entry, port):
+                found.append(f"ingress from {world[0]} covers port {port}")
     return found
 
 
@@ -453,35 +804,43 @@ def sg_no_open(r: Res, c: PolicyConfig) -> list[str]:
 # S3 (stack: the settings are separate resources)
 # ---------------------------------------------------------------------------------------------
 
-def _bucket_settings(resources: list[Res], typ: str) -> dict[str, Res]:
-    return {str(r.get("bucket")): r for r in of_type(resources, typ)}
+def _settings_of(bucket: Res, resources: list[Res], typ: str) -> list[Res]:
+    """The settings resources of type `typ` for `bucket`: those whose `bucket` is one of its names
+    (its id, its bucket name; `<name>-id` under the mocks), or, when that is unknown during a preview,
+    those that depend on it, else (dependencies not known) those named after the same component."""
+    keys = {_known_str(bucket.partial("id")), _known_str(bucket.partial("bucket")), f"{bucket.name}-id"} - {None, ""}
+    prefix = bucket.name.removesuffix("-bucket") + "-"
+    found = []
+    for setting in of_type(resources, typ):
+        ref = setting.partial("bucket")
+        if ref is not UNKNOWN:
+            hit = str(ref) in keys
+        else:
+            hit = bool(linked(setting, "bucket", [bucket], lambda b, s=setting: s.name.startswith(prefix)))
+        if hit:
+            found.append(setting)
+    return found
 
 
 @rule("s3-closed-encrypted-versioned", "s3", "buckets block public access, are encrypted and versioned",
       "artifacts are models and data: never public, recoverable after an overwrite",
-      "nothing to set: the component configures the artifact bucket")
+      "nothing to set: the component configures the artifact bucket", on_unknown=CHECK_KNOWN)
 def s3_closed_encrypted_versioned(resources: list[Res], c: PolicyConfig) -> list[tuple[Res, str]]:
-    blocks = _bucket_settings(resources, PUBLIC_ACCESS_BLOCK)
-    encryption = _bucket_settings(resources, BUCKET_ENCRYPTION)
-    versioning = _bucket_settings(resources, BUCKET_VERSIONING)
     found = []
+    flags = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
     for bucket in of_type(resources, BUCKET):
-        keys = {bucket.get("id", ""), bucket.get("bucket", ""), f"{bucket.name}-id"} - {""}
-        # during a preview the bucket id is unknown: settings named after the same component match
-        prefix = bucket.name.removesuffix("-bucket") + "-"
-
-        def setting(by_bucket: dict[str, Res], typ: str) -> Res | None:
-            return next((by_bucket[k] for k in keys if k in by_bucket), None) or next(
-                (r for r in of_type(resources, typ) if r.name.startswith(prefix) and str(r.get("bucket", "")) not in by_bucket.keys() - keys), None)
-
-        block = setting(blocks, PUBLIC_ACCESS_BLOCK)
-        if block is None or not all(block.get(x) is True for x in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")):
+        blocks = _settings_of(bucket, resources, PUBLIC_ACCESS_BLOCK)
+        unknown = [(b, flag) for b in blocks for flag in flags if b.partial(flag) is UNKNOWN]
+        if unknown:
+            found += [(b, cannot_verify(flag)) for b, flag in unknown]
+        elif not any(all(b.partial(flag) is True for flag in flags) for b in blocks):
             found.append((bucket, "public access not fully blocked"))
-        if setting(encryption, BUCKET_ENCRYPTION) is None:
+        if not _settings_of(bucket, resources, BUCKET_ENCRYPTION):
             found.append((bucket, "no server-side encryption configuration"))
-        v = setting(versioning, BUCKET_VERSIONING)
-        if v is None or (v.get("versioningConfiguration") or {}).get("status") != "Enabled":
-            found.append((bucket, "versioning not enabled"))
+        statuses = [UNKNOWN if v.partial("versioningConfiguration") is UNKNOWN else (v.partial("versioningConfiguration") or {}).get("status")
+                    for v in _settings_of(bucket, resources, BUCKET_VERSIONING)]
+        if "Enabled" not in statuses:
+            found.append((bucket, cannot_verify("versioningConfiguration.status") if UNKNOWN in statuses else "versioning not enabled"))
     return found
 
 
@@ -491,58 +850,94 @@ def s3_closed_encrypted_versioned(resources: list[Res], c: PolicyConfig) -> list
 
 @rule("placement-training-zones", "placement", "API servers and the database primary sit in the training zones",
       "every log call crossing zones or VPCs adds latency (README bottleneck 6)",
-      "placement.training_vpc with the training subnets, or placement.new_vpc.availability_zones = the training zones")
+      "placement.training_vpc with the training subnets, or placement.new_vpc.availability_zones = the training zones",
+      on_unknown=CHECK_KNOWN)
 def placement_training_zones(resources: list[Res], c: PolicyConfig) -> list[tuple[Res, str]]:
+    """Subnet ids are known for existing (training) subnets and unknown, in a first preview, for
+    subnets the stack creates: those are judged by the availability zone of the subnets the input
+    depends on, else (dependencies not known) of every subnet the stack creates."""
     if not c.training_availability_zones and not c.training_subnet_ids:
         return []
-    zone_of = {f"{s.name}-id": s.get("availabilityZone") for s in of_type(resources, SUBNET)}
+    subnets = of_type(resources, SUBNET)
+    zone_of: dict[str, Any] = {}
+    for s in subnets:
+        for key in (f"{s.name}-id", _known_str(s.partial("id"))):  # the mocks' ids; a stack's real ones
+            if key:
+                zone_of[key] = s.partial("availabilityZone")
     zone_of.update({sid: None for sid in c.training_subnet_ids})
     allowed = set(c.training_availability_zones)
 
-    def outside(subnets: list[str]) -> list[str]:
+    def outside(holder: Res, key: str, ids: Any, path: str) -> list[str]:
+        """Subnets outside the training zones among `ids` (holder's input `key`, at `path`); an
+        `cannot_verify` message when one cannot be judged."""
+        known, unknown = _known_items(ids)
         bad = []
-        for sid in subnets:
+        for sid in known:
             if sid in c.training_subnet_ids:
                 continue
             if sid in zone_of:
-                if zone_of[sid] not in allowed:
+                if zone_of[sid] is UNKNOWN:
+                    bad.append(cannot_verify(f"{path} {sid}: availabilityZone"))
+                elif zone_of[sid] not in allowed:
                     bad.append(f"{sid} ({zone_of[sid]})")
-            elif str(sid).startswith("subnet-"):
+            else:
                 bad.append(f"{sid} (not a training subnet)")  # an existing subnet the stack did not create
-            # anything else is unknown until apply (a subnet created in this update): judged by its zone above
+        if unknown:  # subnets created in this update
+            created = linked(holder, key, subnets, lambda s: True)
+            if not created:
+                bad.append(cannot_verify(path, "no subnet of this stack to judge it by"))
+            for s in created:
+                zone = s.partial("availabilityZone")
+                if zone is UNKNOWN:
+                    bad.append(cannot_verify(f"{path}: subnet {s.name} availabilityZone"))
+                elif zone not in allowed:
+                    bad.append(f"{s.name} ({zone})")
         return bad
+
+    def report(holder: Res, what: str, bad: list[str]) -> list[tuple[Res, str]]:
+        unverifiable = [b for b in bad if b.startswith(UNVERIFIABLE)]
+        outside_ = [b for b in bad if b not in unverifiable]
+        return [(holder, b) for b in unverifiable] + ([(holder, f"{what} outside the training zones: {', '.join(outside_)}")] if outside_ else [])
 
     found = []
     for service in of_type(resources, ECS_SERVICE):
         if service.name.endswith("-api"):
-            bad = outside((service.get("networkConfiguration") or {}).get("subnets") or [])
-            if bad:
-                found.append((service, f"API tasks in subnets outside the training zones: {', '.join(bad)}"))
+            network = service.partial("networkConfiguration")
+            ids = UNKNOWN if network is UNKNOWN else _or((network or {}).get("subnets"), [])
+            found += report(service, "API tasks in subnets", outside(service, "networkConfiguration", ids, "networkConfiguration.subnets"))
     for group in of_type(resources, ASG):
         if group.name.endswith("-api"):
-            bad = outside(group.get("vpcZoneIdentifiers") or [])
-            if bad:
-                found.append((group, f"API instances in subnets outside the training zones: {', '.join(bad)}"))
+            ids = _or(group.partial("vpcZoneIdentifiers"), [])
+            found += report(group, "API instances in subnets", outside(group, "vpcZoneIdentifiers", ids, "vpcZoneIdentifiers"))
     for subnet_group in of_type(resources, SUBNET_GROUP):
-        bad = outside(subnet_group.get("subnetIds") or [])
-        if bad:
-            found.append((subnet_group, f"database subnets outside the training zones: {', '.join(bad)}"))
+        ids = _or(subnet_group.partial("subnetIds"), [])
+        found += report(subnet_group, "database subnets", outside(subnet_group, "subnetIds", ids, "subnetIds"))
     for primary in (r for r in of_type(resources, RDS_INSTANCE) if not is_replica(r)):
-        zone = primary.get("availabilityZone")
-        if zone and allowed and zone not in allowed:
+        zone = primary.partial("availabilityZone")
+        if zone is UNKNOWN:
+            found.append((primary, cannot_verify("availabilityZone")))
+        elif zone and allowed and zone not in allowed:
             found.append((primary, f"primary in {zone}, not a training zone"))
     return found
 
 
 @rule("replicas-for-ui-reads", "placement", "replicas exist when the UI reads from replicas",
-      "a UI pointed at a missing replica fails every page", "database.read_replicas: 1 or more")
+      "a UI pointed at a missing replica fails every page", "database.read_replicas: 1 or more", on_unknown=CHECK_KNOWN)
 def replicas_for_ui_reads(resources: list[Res], c: PolicyConfig) -> list[tuple[Res, str]]:
-    replicas = [r for r in of_type(resources, RDS_INSTANCE) if is_replica(r)]
+    """Only a stack without replicas can break this, so unknown container definitions are reported
+    only then."""
+    if any(is_replica(r) for r in of_type(resources, RDS_INSTANCE)):
+        return []
     found = []
     for task in of_type(resources, TASK_DEFINITION):
-        for container in containers(task):
+        try:
+            defined = containers(task)
+        except UnknownInput as unknown:
+            found.append((task, cannot_verify(unknown.path, "the stack has no replica to read from")))
+            continue
+        for container in defined:
             names = {e.get("name") for e in container.get("environment") or []}
-            if "DB_REPLICA_HOST" in names and not replicas:
+            if "DB_REPLICA_HOST" in names:
                 found.append((task, "reads from a replica but the stack has none"))
     return found
 
@@ -576,16 +971,26 @@ def _has_tags_input(resource_type: str) -> bool:
 
 
 @rule("tags-environment-owner", "tags", "every taggable resource carries environment and owner tags",
-      "cost reports and incident owners are found by tag", "tags.owner (environment is set from the file name)")
+      "cost reports and incident owners are found by tag", "tags.owner (environment is set from the file name)",
+      on_unknown=CHECK_KNOWN)
 def tags_environment_owner(resources: list[Res], c: PolicyConfig) -> list[tuple[Res, str]]:
     found = []
     for r in resources:
         if not r.type.startswith("aws:") or not taggable(r.type):
             continue
-        tags = r.get("tags") or {}
+        tags = r.partial("tags")
+        if tags is UNKNOWN:
+            found.append((r, cannot_verify("tags")))
+            continue
+        tags = tags or {}
         if isinstance(tags, list):  # autoscaling groups take [{key, value, propagate_at_launch}]
+            if any(t is UNKNOWN or t.get("key") is UNKNOWN for t in tags):
+                found.append((r, cannot_verify("tags[].key")))
+                continue
             tags = {t.get("key"): t.get("value") for t in tags}
-        missing = [t for t in c.required_tags if not tags.get(t)]
+        unknown = [t for t in c.required_tags if tags.get(t) is UNKNOWN]
+        missing = [t for t in c.required_tags if t not in unknown and not tags.get(t)]
+        found += [(r, cannot_verify(f"tags.{t}")) for t in unknown]
         if missing:
             found.append((r, f"missing tags: {', '.join(missing)}"))
     return found
@@ -601,15 +1006,16 @@ class Violation:
 
 
 def evaluate(resources: list[Res], config: PolicyConfig, rules: list[Rule] | None = None) -> list[Violation]:
-    """Run every rule (production-only ones only in production) over the stack's resources."""
+    """Run every rule (production-only ones only in production) over the stack's resources; an
+    unknown input a rule needs is a violation (see the module docstring), never a skip."""
     found: list[Violation] = []
     for r_ in rules or RULES:
-        if r_.production_only and not config.production:
+        if not r_.applies(config):
             continue
         if r_.stack:
-            found += [Violation(r_, res.name, msg) for res, msg in r_.check(resources, config)]
+            found += [Violation(r_, res.name, msg) for res, msg in run_stack_rule(r_, resources, config)]
         else:
             for res in resources:
                 if res.type in r_.resource_types:
-                    found += [Violation(r_, res.name, msg) for msg in r_.check(res, config)]
+                    found += [Violation(r_, res.name, msg) for msg in run_resource_rule(r_, res, config)]
     return found
