@@ -7,3 +7,33 @@ HEALTH_PATH = "/health"        # MLflow's health endpoint, exempt from its host 
 DATABASE_PORT = 5432           # PostgreSQL's (and RDS's) default
 DATABASE_NAME = "mlflow"       # the tracking database on the primary
 DATABASE_USERNAME = "mlflow"   # the RDS master user the servers log in as
+
+# `tracking.auth: basic`: what MLflow's basic-auth app needs at start (MLflow 3.17.2). A static
+# Flask secret key, read only from MLFLOW_FLASK_SERVER_SECRET_KEY (mlflow/server/auth/__init__.py:8887-8904,
+# shared by every server so CSRF tokens validate across them); an admin user and password, which
+# bootstrap creates once in an empty user store and ignores afterwards (__init__.py:7110-7142,
+# basic_auth.ini:4-9). The entrypoint writes the admin pair and the user store's database_uri into
+# the auth ini it points MLFLOW_AUTH_CONFIG_PATH at (mlflow/server/auth/config.py:31-76). All three
+# come from one Secrets Manager secret, by these JSON keys: ECS injects them, EC2 reads AUTH_SECRET_ARN.
+AUTH_SECRET_KEYS = {"MLFLOW_FLASK_SERVER_SECRET_KEY": "secret_key",
+                    "AUTH_ADMIN_USERNAME": "admin_username",
+                    "AUTH_ADMIN_PASSWORD": "admin_password"}
+AUTH_SECRET_ENV = tuple(AUTH_SECRET_KEYS)
+AUTH_ADMIN_USERNAME = "admin"
+AUTH_SECRET_ARN_ENV = "AUTH_SECRET_ARN"
+# plain: tells `mlflow-infra-entrypoint migrate` to create or upgrade the basic-auth user store on
+# the primary, under the migration's advisory lock, before any server bootstraps it
+AUTH_ENV = "MLFLOW_INFRA_AUTH"
+# where the entrypoint makes the private directory for the auth ini (default: the system temp dir)
+AUTH_DIR_ENV = "MLFLOW_INFRA_AUTH_DIR"
+AUTH_APP = "basic-auth"
+
+
+def new_auth_secret(username: str = AUTH_ADMIN_USERNAME) -> dict[str, str]:
+    """Fresh basic-auth values by the secret's JSON keys: a 256-bit Flask secret key and a
+    32-character admin password (MLflow wants 12 or more). One generator for AWS and this machine."""
+    import secrets
+
+    return {AUTH_SECRET_KEYS["MLFLOW_FLASK_SERVER_SECRET_KEY"]: secrets.token_hex(32),
+            AUTH_SECRET_KEYS["AUTH_ADMIN_USERNAME"]: username,
+            AUTH_SECRET_KEYS["AUTH_ADMIN_PASSWORD"]: secrets.token_urlsafe(24)}

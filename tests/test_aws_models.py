@@ -3,6 +3,7 @@ members, ranges and enums (ECS RegisterTaskDefinition, RDS CreateDBInstance, Mod
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 
 import botocore.session
@@ -160,3 +161,47 @@ def test_ec2_user_data_is_valid_bash(tmp_path, role):
     assert f"mlflow[auth]=={p.tracking.mlflow_version}" in script
     assert "'mlflow-infra[server]==0.1.0'" in script and "RemainAfterExit=yes" in script
     assert "DB_PASSWORD" not in script and "DB_SECRET_ARN=" in script
+
+
+# ---------------------------------------------------------------------------------------------
+# tracking.auth basic: the auth secret's keys injected, in both renderings
+
+AUTH_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:mlflow-prod-svc-auth-AbCdEf"
+AUTH_RUNTIME = dataclasses.replace(RUNTIME, auth_secret_arn=AUTH_SECRET_ARN)
+
+
+def plan_with_auth(env, compute="ecs"):
+    spec = load_environment(ROOT / "stacks" / f"{env}.yaml", ROOT / "stacks")
+    return plan(spec.model_copy(update={"tracking": spec.tracking.model_copy(update={"auth": "basic", "compute": compute})}))
+
+
+@pytest.mark.parametrize("role", ["api", "ui"])
+def test_task_definition_with_basic_auth_matches_ecs_model(role):
+    tier = tier_of(plan_with_auth("prod"), role)
+    definitions = container_definitions(tier, AUTH_RUNTIME)
+    validate("ecs", "RegisterTaskDefinition", {"family": f"mlflow-prod-{role}", "containerDefinitions": definitions})
+    server = {c["name"]: c for c in definitions}["mlflow"]
+    assert [s for s in server["secrets"] if s["valueFrom"].startswith(AUTH_SECRET_ARN)] == [
+        {"name": "MLFLOW_FLASK_SERVER_SECRET_KEY", "valueFrom": f"{AUTH_SECRET_ARN}:secret_key::"},
+        {"name": "AUTH_ADMIN_USERNAME", "valueFrom": f"{AUTH_SECRET_ARN}:admin_username::"},
+        {"name": "AUTH_ADMIN_PASSWORD", "valueFrom": f"{AUTH_SECRET_ARN}:admin_password::"}]
+
+
+def test_a_basic_auth_tier_without_its_secret_is_refused():
+    with pytest.raises(ValueError, match="^the api tier runs basic-auth .* Runtime.auth_secret_arn is not set"):
+        container_definitions(tier_of(plan_with_auth("prod"), "api"), RUNTIME)
+    assert container_definitions(tier_of(plan_for("prod"), "api"), AUTH_RUNTIME) == container_definitions(
+        tier_of(plan_for("prod"), "api"), RUNTIME), "without auth the secret is not used"
+
+
+@pytest.mark.parametrize("role", ["api", "ui"])
+def test_ec2_user_data_with_basic_auth_is_valid_bash(tmp_path, role):
+    p = plan_with_auth("prod", compute="ec2")
+    script = user_data(tier_of(p, role), AUTH_RUNTIME, "mlflow-infra==0.1.0", p.tracking.mlflow_version, p.environment)
+    path = tmp_path / "user-data.sh"
+    path.write_text(script)
+    result = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert f"AUTH_SECRET_ARN={AUTH_SECRET_ARN}\n" in script and "MLFLOW_INFRA_AUTH=basic\n" in script
+    assert f"RuntimeDirectory=mlflow-{role}\nRuntimeDirectoryMode=0700\n" in script
+    assert "AUTH_ADMIN_PASSWORD" not in script and "MLFLOW_FLASK_SERVER_SECRET_KEY" not in script

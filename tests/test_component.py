@@ -306,6 +306,26 @@ def test_internet_facing_ui_is_https_only():
     assert redirect["type"] == "redirect" and redirect["redirect"]["protocol"] == "HTTPS"
 
 
+@pytest.mark.parametrize("compute", ["ecs", "ec2"])
+def test_basic_auth_secret_hangs_under_the_service_and_only_the_secret_readers_get_it(compute):
+    spec = variant("staging", **{"tracking.auth": "basic", "tracking.compute": compute})
+    mocks, component, urns, _ = render("staging", spec)
+    secret_urns = [u for u in urns if "aws:secretsmanager/" in u]
+    assert len(secret_urns) == 2 and all("mlflow-infra:service:TrackingService$aws:secretsmanager/" in u for u in secret_urns)
+    secret = mocks.one("aws:secretsmanager/secret:Secret", "-svc-auth")
+    assert secret.inputs["kmsKeyId"] == f"arn:aws:mock:us-east-1:123456789012:key/{mocks.one('aws:kms/key:Key', '-db-key').name}"
+    arn = f"arn:aws:mock:us-east-1:123456789012:secret/{secret.name}"
+    for role in ("api", "ui"):
+        reader = json.loads(inputs(mocks, "aws:iam/rolePolicy:RolePolicy", f"-{role}-secret")["policy"])
+        assert arn in reader["Statement"][0]["Resource"], "the execution role (ECS) or instance role (EC2) reads it"
+        artifacts = inputs(mocks, "aws:iam/rolePolicy:RolePolicy", f"-{role}-artifacts")["policy"]
+        assert secret.name not in artifacts, "the ECS task role never reads secrets"
+    if compute == "ecs":
+        _, containers = _containers(mocks, "api")
+        assert {s["name"] for s in containers["mlflow"]["secrets"]} == {
+            "DB_USERNAME", "DB_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY", "AUTH_ADMIN_USERNAME", "AUTH_ADMIN_PASSWORD"}
+
+
 def test_new_vpc_is_peered_with_the_training_vpc_both_ways():
     spec = variant("staging", **{"placement.tracking_vpc": "new",
                                  "placement.new_vpc": {"cidr": "10.70.0.0/20", "availability_zones": ["us-east-1a", "us-east-1b"],

@@ -18,13 +18,19 @@ from helpers import ROOT
 from infra import load_environment, plan
 from infra.runtime.entrypoint import (
     EntrypointError,
+    auth_config_text,
+    auth_environment,
     compose_uris,
+    fetch_auth_secret,
     fetch_secret,
     fill_placeholders,
     main,
+    parse_auth_secret,
     parse_secret,
     prepare_prometheus_dir,
     secret_region,
+    uses_basic_auth,
+    with_auth_credentials,
     with_credentials,
 )
 from infra.planning.indexes import IndexMigration, IndexSpec, index_migration
@@ -160,6 +166,103 @@ def test_fetch_secret_reads_an_rds_managed_secret_in_the_arns_region(monkeypatch
 
 
 # ---------------------------------------------------------------------------------------------
+# basic-auth: the auth ini, and its values from AUTH_SECRET_ARN
+
+AUTH = {"MLFLOW_FLASK_SERVER_SECRET_KEY": "f" * 64, "AUTH_ADMIN_USERNAME": "admin", "AUTH_ADMIN_PASSWORD": "adm%n-p@ss:w/rd#1"}
+AUTH_ARN = "arn:aws:secretsmanager:us-west-2:123456789012:secret:mlflow-auth-AbCdEf"
+
+
+@pytest.mark.parametrize("command, expected", [
+    (["mlflow", "server", "--app-name", "basic-auth"], True),
+    (["mlflow", "server", "--app-name=basic-auth", "--workers", "2"], True),
+    (["mlflow", "server", "--workers", "2"], False),
+    (["mlflow", "server", "--app-name", "custom-auth"], False),
+    (["mlflow", "server", "--app-name"], False),
+])
+def test_basic_auth_is_recognised_in_either_flag_form(command, expected):
+    assert uses_basic_auth(command) is expected
+
+
+def test_the_auth_ini_is_what_mlflow_reads_back_with_the_quoted_password(tmp_path, monkeypatch):
+    from mlflow.server.auth.config import read_auth_config
+
+    uri = compose_uris({**DB, "DB_PASSWORD": PASSWORD})[PRIMARY_URI_ENV]  # '%41' and friends in the URI
+    env = auth_environment({**DB, **AUTH, "MLFLOW_AUTH_ADMIN_PASSWORD": "stray", "MLFLOW_INFRA_AUTH_DIR": str(tmp_path / "run")}, uri)
+    path = env["MLFLOW_AUTH_CONFIG_PATH"]
+    assert not {"AUTH_ADMIN_USERNAME", "AUTH_ADMIN_PASSWORD", "MLFLOW_AUTH_ADMIN_PASSWORD"} & set(env)
+    assert env["MLFLOW_FLASK_SERVER_SECRET_KEY"] == AUTH["MLFLOW_FLASK_SERVER_SECRET_KEY"]
+    for name in ("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_AUTH_CONFIG_PATH", path)
+    config = read_auth_config()
+    assert config.database_uri == uri and make_url(config.database_uri).password == PASSWORD
+    assert (config.admin_username, config.admin_password) == ("admin", AUTH["AUTH_ADMIN_PASSWORD"])
+    assert config.default_permission == "READ" and config.read_database_uri is None, "no auth engine on the replica"
+    again = auth_environment({**DB, **AUTH, "MLFLOW_INFRA_AUTH_DIR": str(tmp_path / "run")}, uri)["MLFLOW_AUTH_CONFIG_PATH"]
+    assert again != path, "each start writes its own file"
+
+
+@pytest.mark.parametrize("missing", ["MLFLOW_FLASK_SERVER_SECRET_KEY", "AUTH_ADMIN_USERNAME", "AUTH_ADMIN_PASSWORD"])
+def test_a_missing_auth_variable_is_named(missing):
+    env = {k: v for k, v in AUTH.items() if k != missing}
+    with pytest.raises(EntrypointError, match=f"^{missing} is not set; `--app-name basic-auth` needs "):
+        auth_config_text(env, "postgresql+psycopg://u:p@h:5432/mlflow")
+
+
+@pytest.mark.parametrize("password, problem", [("short-pw", "is too short; MLflow requires at least 12 characters"),
+                                               (" padded-password ", "is not allowed as it is"),
+                                               ("two\nlines-password", "is not allowed as it is")])
+def test_an_admin_password_mlflow_or_the_ini_cannot_take_is_refused(password, problem):
+    with pytest.raises(EntrypointError, match=f"^AUTH_ADMIN_PASSWORD {problem}"):
+        auth_config_text({**AUTH, "AUTH_ADMIN_PASSWORD": password}, "postgresql+psycopg://u:p@h:5432/mlflow")
+
+
+def test_auth_secret_fills_absent_values_and_set_ones_win():
+    calls = []
+
+    def fetch(arn):
+        calls.append(arn)
+        return {"MLFLOW_FLASK_SERVER_SECRET_KEY": "k-from-secret", "AUTH_ADMIN_USERNAME": "admin",
+                "AUTH_ADMIN_PASSWORD": "from-the-secret-pw"}
+
+    resolved = with_auth_credentials({"AUTH_SECRET_ARN": AUTH_ARN, "AUTH_ADMIN_USERNAME": "root-admin"}, fetch)
+    assert (resolved["AUTH_ADMIN_USERNAME"], resolved["AUTH_ADMIN_PASSWORD"], calls) == ("root-admin", "from-the-secret-pw", [AUTH_ARN])
+    assert resolved["MLFLOW_FLASK_SERVER_SECRET_KEY"] == "k-from-secret"
+    assert with_auth_credentials({**AUTH, "AUTH_SECRET_ARN": AUTH_ARN}, fetch) == {**AUTH, "AUTH_SECRET_ARN": AUTH_ARN}
+    assert calls == [AUTH_ARN], "no secret is read when every value is set"
+    assert with_auth_credentials({}, fetch=lambda arn: pytest.fail("no secret to read")) == {}
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("not json", "the secret is not JSON"),
+    ('{"secret_key": "k", "admin_username": "admin"}', "the secret lacks admin_password"),
+    ('{"secret_key": "", "admin_username": "admin", "admin_password": "p"}', "the secret lacks secret_key"),
+    ('["k", "u", "p"]', "the secret lacks secret_key, admin_username, admin_password"),
+])
+def test_malformed_auth_secrets_are_one_line_errors(text, problem):
+    with pytest.raises(EntrypointError, match=f"^AUTH_SECRET_ARN {AUTH_ARN}: {problem}; expected JSON"):
+        parse_auth_secret(text, AUTH_ARN)
+
+
+def test_fetch_auth_secret_reads_its_json_keys_in_the_arns_region(monkeypatch):
+    moto = pytest.importorskip("moto")
+    import boto3
+
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with moto.mock_aws():
+        arn = boto3.client("secretsmanager", region_name="us-west-2").create_secret(Name="mlflow-auth", SecretString=json.dumps(
+            {"secret_key": "k" * 64, "admin_username": "admin", "admin_password": "generated-password"}))["ARN"]
+        assert fetch_auth_secret(arn) == {"MLFLOW_FLASK_SERVER_SECRET_KEY": "k" * 64, "AUTH_ADMIN_USERNAME": "admin",
+                                          "AUTH_ADMIN_PASSWORD": "generated-password"}
+        with pytest.raises(EntrypointError, match=r"^AUTH_SECRET_ARN .*: cannot read the secret: ") as err:
+            fetch_auth_secret(arn.replace("mlflow-auth", "missing"))
+        assert err.value.code == 1
+
+
+# ---------------------------------------------------------------------------------------------
 # fill_placeholders
 
 @pytest.fixture(scope="module")
@@ -258,6 +361,47 @@ def test_server_execs_the_command_with_the_uris_in_its_environment_only(tmp_path
     assert make_url(seen["env"][PRIMARY_URI_ENV]).password == PASSWORD
     assert make_url(seen["env"][REPLICA_URI_ENV]).host == "replica.internal"
     assert not any(PASSWORD in arg or "p%40ss" in arg for arg in seen["argv"])
+
+
+AUTH_PROBE = ("import json, os, stat, sys; path = os.environ.get('MLFLOW_AUTH_CONFIG_PATH');"
+              " print(json.dumps({'argv': sys.argv[1:], 'path': path, 'text': open(path).read(),"
+              " 'mode': stat.S_IMODE(os.stat(path).st_mode), 'dir_mode': stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode),"
+              " 'env': sorted(os.environ)}))")
+
+
+def test_server_with_basic_auth_gets_a_private_ini_and_no_admin_pair_in_its_environment(tmp_path):
+    env = {**base_env(tmp_path), **DB, "DB_PASSWORD": PASSWORD, **AUTH, "MLFLOW_INFRA_AUTH_DIR": str(tmp_path / "run")}
+    result = run_entrypoint(["server", "--", sys.executable, "-c", AUTH_PROBE, "--app-name", "basic-auth"], env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout)
+    assert seen["argv"] == ["--app-name", "basic-auth"]
+    assert (seen["mode"], seen["dir_mode"]) == (0o600, 0o700)
+    assert seen["path"].startswith(str(tmp_path / "run") + "/mlflow-auth-")
+    assert "database_uri = postgresql+psycopg://mlflow:p%%40ss%%3Aw%%2Frd%%2541@db.example.internal:5432/mlflow" in seen["text"]
+    assert f"admin_password = {AUTH['AUTH_ADMIN_PASSWORD'].replace('%', '%%')}\n" in seen["text"]
+    assert "MLFLOW_FLASK_SERVER_SECRET_KEY" in seen["env"]
+    assert not {"AUTH_ADMIN_USERNAME", "AUTH_ADMIN_PASSWORD"} & set(seen["env"])
+
+
+def test_server_without_basic_auth_writes_no_ini(tmp_path):
+    probe = "import json, os; print(json.dumps(os.environ.get('MLFLOW_AUTH_CONFIG_PATH')))"
+    env = {**base_env(tmp_path), **DB, **AUTH, "MLFLOW_INFRA_AUTH_DIR": str(tmp_path / "run")}
+    result = run_entrypoint(["server", "--", sys.executable, "-c", probe], env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) is None and not (tmp_path / "run").exists()
+
+
+def test_basic_auth_without_its_values_exits_2_and_writes_nothing(capsys, tmp_path):
+    env = {**DB, "MLFLOW_FLASK_SERVER_SECRET_KEY": "k", "MLFLOW_INFRA_AUTH_DIR": str(tmp_path / "run")}
+    assert main(["server", "--", "mlflow", "server", "--app-name", "basic-auth"], env=env) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mlflow-infra-entrypoint: AUTH_ADMIN_USERNAME is not set;") and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_migrate_refuses_an_unknown_auth_mode(capsys):
+    assert main(["migrate"], env={**DB, "MLFLOW_INFRA_AUTH": "oauth"}) == 2
+    assert capsys.readouterr().err == "mlflow-infra-entrypoint: MLFLOW_INFRA_AUTH 'oauth' is not allowed; expected none or basic\n"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,6 +505,23 @@ def test_a_second_index_migration_waits_for_the_lock(database):
         holder.execute("SELECT pg_advisory_unlock(%s::bigint)", (migration.advisory_lock_key,))
         worker.join(timeout=30)
     assert done.is_set(), "it ran once the lock was free"
+
+
+@pg
+def test_migrate_with_basic_auth_creates_the_user_store_on_the_primary(database, tmp_path):
+    from alembic.script import ScriptDirectory
+    from mlflow.server.auth.db.utils import _get_alembic_dir
+
+    env = {**base_env(tmp_path), **db_env(database), "MLFLOW_INFRA_AUTH": "basic"}
+    for attempt in ("first", "second"):  # the second finds the store at head and changes nothing
+        result = run_entrypoint(["migrate"], env)
+        assert result.returncode == 0, f"{attempt} run failed:\n{result.stderr[-3000:]}"
+        assert result.stderr.rstrip().endswith("; basic-auth user store upgraded")
+    head = ScriptDirectory(str(_get_alembic_dir())).get_current_head()
+    with psycopg.connect(database.uri("mlflow")) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version_auth").fetchall() == [(head,)]
+        owner = conn.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'users'").fetchone()
+    assert owner == (APP_USER,), "the user store is in the mlflow database, created with the servers' credentials"
 
 
 def test_only_postgresql_uris_are_accepted():

@@ -21,6 +21,7 @@ from infra.local import LocalTopology, LocalTopologyError
 from infra.local.processes import group_pids, nofile_soft_limit, stop_group, wait_until
 from infra.local.topology import (
     HBA,
+    auth_env,
     base_environment,
     check_ports,
     component_ports,
@@ -130,6 +131,53 @@ def test_the_open_files_limit_is_the_plans_unless_the_hard_limit_is_lower():
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     assert nofile_soft_limit(64) == 64
     assert nofile_soft_limit(10**9) == (10**9 if hard == resource.RLIM_INFINITY else hard)
+
+
+# ---------------------------------------------------------------------------------------------
+# tracking.auth basic: the topology's secret key and admin user
+
+@pytest.fixture(scope="module")
+def auth_plan(tmp_path_factory):
+    path = tmp_path_factory.mktemp("env") / "local-auth.yaml"
+    path.write_text(f"extends: {ROOT / 'stacks' / 'local.yaml'}\ntracking:\n  auth: basic\n")
+    return plan(load_environment(path))
+
+
+def test_auth_credentials_are_generated_once_private_and_then_reused(auth_plan, tmp_path):
+    topology = LocalTopology(tmp_path / "root", auth_plan)
+    assert topology.basic_auth and not topology.auth_file.exists()
+    first = topology.auth_credentials()
+    assert oct(topology.auth_file.stat().st_mode & 0o777) == "0o600"
+    assert set(first) == {"secret_key", "admin_username", "admin_password"}
+    assert len(first["admin_password"]) >= 12, "MLflow refuses a shorter admin password"
+    assert LocalTopology(tmp_path / "root", auth_plan).auth_credentials() == first, "a later run reuses them"
+    assert LocalTopology(tmp_path / "other", auth_plan).auth_credentials() != first, "each topology has its own"
+
+
+def test_the_servers_get_the_auth_values_the_entrypoint_expects(auth_plan, tmp_path):
+    credentials = LocalTopology(tmp_path / "root", auth_plan).auth_credentials()
+    settings = auth_plan.tracking.ui.server
+    assert set(auth_env(credentials)) == set(settings.auth_secret_environment)
+    assert auth_env(credentials)["AUTH_ADMIN_PASSWORD"] == credentials["admin_password"]
+    assert auth_env(credentials)["MLFLOW_FLASK_SERVER_SECRET_KEY"] == credentials["secret_key"]
+    assert settings.command[settings.command.index("--app-name") + 1] == "basic-auth"
+
+
+def test_a_broken_auth_file_is_one_sentence(auth_plan, tmp_path):
+    topology = LocalTopology(tmp_path / "root", auth_plan)
+    topology.root.mkdir()
+    topology.auth_file.write_text('{"secret_key": "k"}')
+    with pytest.raises(LocalTopologyError, match=r"auth.json lacks secret_key, admin_username, admin_password; remove it"):
+        topology.auth_credentials()
+    topology.auth_file.write_text("{not json")
+    with pytest.raises(LocalTopologyError, match=r"auth.json is unreadable"):
+        topology.auth_credentials()
+
+
+def test_a_topology_without_auth_makes_no_credentials(local_plan, tmp_path):
+    topology = LocalTopology(tmp_path / "root", local_plan)
+    assert not topology.basic_auth and topology._authorization() is None
+    assert not topology.auth_file.exists()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ PostgreSQL and a real MLflow, and what is logged through them is in the database
 
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -23,8 +24,13 @@ from local_services import (
     free_port,
     http_get,
     mlflow_database,
+    require_entrypoint,
     run_entrypoint,
+    wait_or_fail,
+    wait_until_healthy,
 )
+from infra.local.processes import stop_group
+from infra.local.topology import WARM_UP_PATH, basic_auth_header, http_status
 
 pytestmark = pytest.mark.postgres
 
@@ -145,3 +151,44 @@ def test_ui_server_reads_through_the_replica_uri(tracking, database, tmp_path):
         assert [r.info.run_id for r in found] == [run_id]
         status, _ = http_get(f"http://127.0.0.1:{port}/")  # the UI's own page
         assert status == 200
+
+
+def test_api_server_with_basic_auth_keeps_its_users_on_the_primary(database, tmp_path):
+    """prod with tracking.auth basic, as ECS starts it: the secret key and admin pair injected, the
+    database password full of URI delimiters (the ini must escape its '%'), a stray
+    MLFLOW_AUTH_ADMIN_PASSWORD that must not win over the secret."""
+    spec = load_environment(ROOT / "stacks" / "prod.yaml")
+    spec = spec.model_copy(update={"tracking": spec.tracking.model_copy(update={"auth": "basic"})})
+    settings = plan(spec).tracking.api.server
+    port = free_port()
+    admin_password = f"admin-{uuid.uuid4().hex}"
+    command = local_command(settings.command, port, tmp_path / "prometheus")
+    env = server_env(settings, database, tmp_path, MLFLOW_FLASK_SERVER_SECRET_KEY=uuid.uuid4().hex,
+                     AUTH_ADMIN_USERNAME="platform-admin", AUTH_ADMIN_PASSWORD=admin_password,
+                     MLFLOW_AUTH_ADMIN_PASSWORD="stray-value-ignored", MLFLOW_INFRA_AUTH_DIR=str(tmp_path / "run"))
+    log = tmp_path / "api.log"
+    url = f"http://127.0.0.1:{port}"
+    admin = basic_auth_header("platform-admin", admin_password)
+    workdir = tmp_path / "cwd"  # MLflow's default user store is sqlite:///basic_auth.db, relative to here
+    workdir.mkdir()
+    with log.open("wb") as out:
+        process = subprocess.Popen([str(require_entrypoint()), "server", "--", *command], env=env, cwd=workdir,
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until_healthy(process, port, log)  # /health needs no credentials
+        wait_or_fail(lambda: http_status(url + WARM_UP_PATH, admin, timeout=5) == 200, 60,
+                     "experiments/search to answer 200 to the admin", log)
+        assert http_status(url + WARM_UP_PATH) == 401
+        assert http_status(url + WARM_UP_PATH, basic_auth_header("platform-admin", "stray-value-ignored")) == 401
+        with psycopg.connect(database.uri("mlflow")) as conn:
+            users = conn.execute("SELECT username, is_admin FROM users").fetchall()
+        assert users == [("platform-admin", True)], "the admin was bootstrapped into PostgreSQL from the secret"
+        environment = process_environment(process.pid)
+        ini = Path(environment["MLFLOW_AUTH_CONFIG_PATH"])
+        assert ini.is_relative_to(tmp_path / "run") and oct(ini.stat().st_mode & 0o777) == "0o600"
+        assert not {"AUTH_ADMIN_PASSWORD", "MLFLOW_AUTH_ADMIN_PASSWORD"} & set(environment)
+        assert not list(workdir.iterdir()), "no SQLite user store next to the server"
+        lines = group_command_lines(process.pid)
+        assert not any(admin_password in line or APP_PASSWORD in line for line in lines), "no password on a command line"
+    finally:
+        stop_group(process)

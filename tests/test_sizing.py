@@ -185,11 +185,13 @@ def test_overflow_covers_a_burst_of_every_client(role, clients, workers, overflo
     assert (pool.pool_size, pool.max_overflow) == (2, overflow)
 
 
-def test_basic_auth_adds_an_engine_per_worker():
+def test_basic_auth_adds_an_engine_per_worker_on_the_primary_only():
     b = plan_connection_budget(api_max=2, api_workers=4, api_pool=API_POOL, ui_max=2, ui_workers=2, ui_pool=UI_POOL, replicas=1,
                                memory_bytes=32 * 1024**3, proxy_mode="auto", auth="basic")
     assert b.engines_per_worker == 3
-    assert b.api_connections == 2 * 4 * 3 * 5 and b.ui_replica_connections == 2 * 2 * 3 * 4
+    # 3 engines per worker on the primary, plus the one the server process's admin bootstrap keeps;
+    # the auth store opens nothing on the replica, so replicas see 2 engines per worker
+    assert b.api_connections == 2 * (4 * 3 * 5 + 1) and b.ui_replica_connections == 2 * 2 * 2 * 4
 
 
 def test_budget_refuses_proxy_off_when_it_cannot_fit():

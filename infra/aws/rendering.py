@@ -9,7 +9,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from ..endpoints import DATABASE_NAME
+from ..endpoints import AUTH_DIR_ENV, AUTH_ENV, AUTH_SECRET_ARN_ENV, AUTH_SECRET_KEYS, DATABASE_NAME
 from ..planning.plan import TierPlan
 
 ENTRYPOINT = "mlflow-infra-entrypoint"
@@ -35,6 +35,8 @@ class Runtime:
     log_group: str
     artifacts_destination: str
     load_balancer_host: str
+    auth_secret_arn: str | None = None
+    """The basic-auth secret (JSON secret_key, admin_username, admin_password); tiers with auth need it."""
 
 
 def database_environment(rt: Runtime, reads_from_replica: bool) -> dict[str, str]:
@@ -57,6 +59,32 @@ def secrets(secret_arn: str) -> list[dict[str, str]]:
             {"name": "DB_PASSWORD", "valueFrom": f"{secret_arn}:password::"}]
 
 
+def _auth_secret_arn(tier: TierPlan, rt: Runtime) -> str | None:
+    if not tier.server.auth_secret_environment:
+        return None
+    if not rt.auth_secret_arn:
+        raise ValueError(f"the {tier.role} tier runs basic-auth (tracking.auth: basic) but Runtime.auth_secret_arn is not set;"
+                         f" expected the ARN of a secret with JSON keys {', '.join(AUTH_SECRET_KEYS.values())}")
+    return rt.auth_secret_arn
+
+
+def auth_secrets(tier: TierPlan, rt: Runtime) -> list[dict[str, str]]:
+    """The basic-auth secret's JSON keys (Flask secret key, admin user and password), injected by ECS
+    into the server only: the migration needs no admin credentials."""
+    arn = _auth_secret_arn(tier, rt)
+    if arn is None:
+        return []
+    return [{"name": name, "valueFrom": f"{arn}:{AUTH_SECRET_KEYS[name]}::"} for name in tier.server.auth_secret_environment]
+
+
+def migrate_environment(tier: TierPlan, rt: Runtime) -> dict[str, str]:
+    """The database, and whether the basic-auth user store is migrated too."""
+    env = database_environment(rt, reads_from_replica=False)
+    if AUTH_ENV in tier.server.environment:
+        env[AUTH_ENV] = tier.server.environment[AUTH_ENV]
+    return env
+
+
 def _pairs(env: dict[str, str]) -> list[dict[str, str]]:
     return [{"name": k, "value": v} for k, v in sorted(env.items())]
 
@@ -74,7 +102,7 @@ def container_definitions(tier: TierPlan, rt: Runtime) -> list[dict]:
         "essential": False,
         "entryPoint": [ENTRYPOINT],
         "command": ["migrate"],
-        "environment": _pairs(database_environment(rt, reads_from_replica=False)),
+        "environment": _pairs(migrate_environment(tier, rt)),
         "secrets": secrets(rt.secret_arn),
         "logConfiguration": logs,
     }
@@ -85,7 +113,7 @@ def container_definitions(tier: TierPlan, rt: Runtime) -> list[dict]:
         "entryPoint": [ENTRYPOINT],
         "command": ["server", "--", *server.command],
         "environment": _pairs(env),
-        "secrets": secrets(rt.secret_arn),
+        "secrets": [*secrets(rt.secret_arn), *auth_secrets(tier, rt)],
         "portMappings": [{"containerPort": server.port, "protocol": "tcp"}],
         "ulimits": [{"name": "nofile", "softLimit": server.nofile, "hardLimit": server.nofile}],
         "healthCheck": {"command": ["CMD-SHELL", health_command(server.port, server.health_path)], "interval": 15, "timeout": 5,
@@ -127,8 +155,15 @@ def user_data(tier: TierPlan, rt: Runtime, package_spec: str, mlflow_version: st
     `mlflow-infra==X`); the server itself runs the pinned MLflow from the same virtualenv.
     """
     server, role = tier.server, tier.role
-    # no ECS secret injection on EC2: the entrypoint reads the secret with the instance role
+    # no ECS secret injection on EC2: the entrypoint reads the secrets with the instance role
     env = {**server_environment(tier, rt), "DB_SECRET_ARN": rt.secret_arn, "AWS_DEFAULT_REGION": rt.region}
+    auth_arn = _auth_secret_arn(tier, rt)
+    runtime_dir = ""
+    if auth_arn:
+        # the auth ini (it holds the database password) goes to a tmpfs directory only the service
+        # user can read, which systemd removes when the service stops: restarts leave no copies behind
+        env.update({AUTH_SECRET_ARN_ENV: auth_arn, AUTH_DIR_ENV: f"/run/mlflow-{tier.role}"})
+        runtime_dir = f"RuntimeDirectory=mlflow-{tier.role}\nRuntimeDirectoryMode=0700\n"
     env_file = "\n".join(f"{k}={v}" for k, v in sorted(env.items()))
     command = " ".join(shlex.quote(part) for part in server.command)
     # as the Dockerfile: the planned MLflow pinned, everything else from the package's [server] extra
@@ -172,7 +207,7 @@ User=mlflow
 EnvironmentFile=/etc/mlflow/{role}.env
 ExecStart=/opt/mlflow/venv/bin/{ENTRYPOINT} server -- /opt/mlflow/venv/bin/{command}
 LimitNOFILE={server.nofile}
-Restart=always
+{runtime_dir}Restart=always
 RestartSec=5
 
 [Install]

@@ -15,6 +15,7 @@ import pulumi_aws as aws
 from ..endpoints import DATABASE_PORT
 from ..planning.plan import TierPlan
 from .artifacts import bucket_policy
+from .auth import auth_secret
 from .iam import assume_role_policy, secret_read_policy
 from .rendering import LOG_RETENTION_DAYS, Runtime, container_definitions, user_data
 
@@ -66,7 +67,7 @@ class ServiceArgs:
     secret_arn: pulumi.Input[str]
     """The database's master-user secret (username and password keys), injected by ECS or read on EC2."""
     kms_key_arn: pulumi.Input[str]
-    """The key that encrypts the secret."""
+    """The key that encrypts the secret (and the basic-auth secret)."""
     bucket_arn: pulumi.Input[str]
     artifacts_destination: pulumi.Input[str]
     """`s3://bucket/prefix` for `--artifacts-destination` (the servers proxy artifacts)."""
@@ -80,6 +81,9 @@ class ServiceArgs:
     production: bool = True
     """Deletion protection on the load balancers; the image repository is never force-deleted."""
     tags: dict[str, str] = field(default_factory=dict)
+    auth_secret_arn: pulumi.Input[str] | None = None
+    """Tiers with basic-auth only (tracking.auth: basic): a secret with JSON keys secret_key,
+    admin_username and admin_password, encrypted with `kms_key_arn`. None generates one."""
 
 
 class TrackingService(pulumi.ComponentResource):
@@ -99,6 +103,12 @@ class TrackingService(pulumi.ComponentResource):
         self.image = (pulumi.Output.from_input(args.image) if args.image
                       else self.repository.repository_url.apply(lambda url: f"{url}:{args.mlflow_version}"))
         self.fleets: dict[str, FleetResources] = {t.role: self._load_balancer(name, t, args, production) for t in args.tiers}
+        # basic-auth: one secret for every server, so they share the Flask key and the admin user
+        self.auth_secret_arn: pulumi.Output[str] | None = None
+        if any(t.server.auth_secret_environment for t in args.tiers):
+            self.auth_secret_arn = pulumi.Output.from_input(
+                args.auth_secret_arn if args.auth_secret_arn is not None
+                else auth_secret(f"{name}-auth", args.kms_key_arn, tags, self._child))
 
         self.cluster = None
         if args.compute == "ecs":
@@ -154,9 +164,11 @@ class TrackingService(pulumi.ComponentResource):
         replica = args.replica_endpoints[0] if args.replica_endpoints else ""
         region = aws.get_region_output().region
         return pulumi.Output.all(self.image, region, args.db_endpoint, replica, args.secret_arn, log_group,
-                                 args.artifacts_destination, self.fleets[role].load_balancer.dns_name).apply(
+                                 args.artifacts_destination, self.fleets[role].load_balancer.dns_name,
+                                 self.auth_secret_arn or "").apply(
             lambda v: Runtime(image=v[0], region=v[1], db_host=v[2], db_port=DATABASE_PORT, replica_host=v[3] or None,
-                              secret_arn=v[4], log_group=v[5], artifacts_destination=v[6], load_balancer_host=v[7]))
+                              secret_arn=v[4], log_group=v[5], artifacts_destination=v[6], load_balancer_host=v[7],
+                              auth_secret_arn=v[8] or None))
 
     def _task_role(self, name: str, tier: TierPlan, args: ServiceArgs, assume: str) -> aws.iam.Role:
         role = tier.role
@@ -167,7 +179,13 @@ class TrackingService(pulumi.ComponentResource):
         return task_role
 
     def _secret_policy(self, args: ServiceArgs) -> pulumi.Output[str]:
-        return secret_read_policy(args.secret_arn, args.kms_key_arn)
+        """Read the database secret (and the basic-auth secret) and decrypt them, nothing else."""
+        if self.auth_secret_arn is None:
+            return secret_read_policy(args.secret_arn, args.kms_key_arn)
+        return pulumi.Output.all(args.secret_arn, self.auth_secret_arn, args.kms_key_arn).apply(lambda v: json.dumps({
+            "Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": [v[0], v[1]]},
+                {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": v[2]}]}))
 
     # -- ECS Fargate ---------------------------------------------------------------------------------
     def _ecs_service(self, name: str, tier: TierPlan, args: ServiceArgs) -> None:
@@ -176,7 +194,8 @@ class TrackingService(pulumi.ComponentResource):
         execution = aws.iam.Role(f"{name}-{role}-execution", assume_role_policy=ASSUME_ECS_TASKS,
                                  managed_policy_arns=["arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"],
                                  tags=tags, opts=self._child)
-        # ECS reads the master secret to inject DB_USERNAME/DB_PASSWORD: the task itself never can
+        # ECS reads the master secret to inject DB_USERNAME/DB_PASSWORD (and the basic-auth secret's
+        # keys): the task itself never can
         aws.iam.RolePolicy(f"{name}-{role}-secret", role=execution.id, policy=self._secret_policy(args), opts=self._child)
         task_role = self._task_role(name, tier, args, ASSUME_ECS_TASKS)
         definitions = self._runtime(role, args, logs.name).apply(lambda rt: json.dumps(container_definitions(tier, rt)))
@@ -218,7 +237,7 @@ class TrackingService(pulumi.ComponentResource):
         role, tags, fleet = tier.role, args.tags, self.fleets[tier.role]
         logs = aws.cloudwatch.LogGroup(f"{name}-{role}", retention_in_days=LOG_RETENTION_DAYS, tags=tags, opts=self._child)
         instance_role = self._task_role(name, tier, args, ASSUME_EC2)
-        # the instance reads the master secret itself (no ECS injection on EC2)
+        # the instance reads the master secret (and the basic-auth secret) itself (no ECS injection on EC2)
         aws.iam.RolePolicy(f"{name}-{role}-secret", role=instance_role.id, policy=self._secret_policy(args), opts=self._child)
         aws.iam.RolePolicyAttachment(f"{name}-{role}-ssm", role=instance_role.name,
                                      policy_arn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore", opts=self._child)

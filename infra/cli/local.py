@@ -74,6 +74,9 @@ def print_summary(state: TopologyState, console: Console) -> None:
     console.print(f"[bold]API[/bold] {state.api_url}   (training jobs log here; writes go to the primary)")
     console.print(f"[bold]UI[/bold]  {state.ui_url}   (reads from {'the replica' if state.replica_uris else 'the primary'})")
     console.print(f"export MLFLOW_TRACKING_URI={state.api_url}")
+    if state.auth_file:
+        console.print(f"basic auth: the admin's username and password are in {state.auth_file}"
+                      " (MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD for clients)")
     console.print(f"primary  {state.primary_uri}")
     for uri in state.replica_uris:
         console.print(f"replica  {uri}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 import resource
 import signal
 import socket
@@ -66,8 +67,12 @@ def free_port() -> int:
 
 
 def free_port_block(count: int, start: int = 21000, stop: int = 40000) -> int:
-    """The first port of `count` consecutive free ports (the local topology numbers its databases from a base)."""
-    for base in range(start, stop, count):
+    """The first port of `count` consecutive free ports (the local topology numbers its databases from
+    a base). The scan starts at a random place in the range, so two processes looking at the same
+    moment rarely pick the same block."""
+    span = range(start, stop - count, count)
+    offset = random.randrange(len(span))
+    for base in [*span[offset:], *span[:offset]]:
         if not any(port_in_use(port) for port in range(base, base + count)):
             return base
     raise RuntimeError(f"no {count} consecutive free ports between {start} and {stop}")

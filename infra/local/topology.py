@@ -8,18 +8,21 @@ in ROOT/state.json, so `status` and `down` work from any later process.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .postgres import LocalPostgres, bin_dir, build_has_lz4
-from ..endpoints import DATABASE_NAME
+from ..endpoints import AUTH_ADMIN_USERNAME, AUTH_DIR_ENV, AUTH_ENV, AUTH_SECRET_KEYS, DATABASE_NAME, new_auth_secret
 from ..planning.parameters import Parameter, server_settings
 from ..planning.plan import CapacityPlan, plan
 from ..planning.server_command import HEALTH_PATH, PRIMARY_URI_ENV, REPLICA_URI_ENV, ServerSettings
@@ -39,6 +42,8 @@ host replication postgres 127.0.0.1/32 trust
 SERVER_START_TIMEOUT_S = 180  # four workers importing MLflow on a 2 vCPU box take 20-40 s
 REPLICA_CATCH_UP_TIMEOUT_S = 60
 WARM_UP_PATH = "/api/2.0/mlflow/experiments/search?max_results=1"
+# tracking.auth basic: the generated Flask secret key and admin user, kept under the root and reused
+AUTH_FILE = "auth.json"
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
 
@@ -61,6 +66,7 @@ class TopologyState:
     replica_uris: list[str]
     skipped_parameters: list[str]
     adapted_parameters: list[str]
+    auth_file: str | None = None   # tracking.auth basic: JSON admin_username, admin_password (mode 0600)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,6 +163,27 @@ def server_environment(settings: ServerSettings, base: Mapping[str, str], db: Ma
             "MLFLOW_LOAD_BALANCER_HOST": "127.0.0.1", "PROMETHEUS_MULTIPROC_DIR": str(prometheus_dir)}
 
 
+def auth_env(credentials: Mapping[str, str]) -> dict[str, str]:
+    """The entrypoint's basic-auth variables, as ECS injects them from the auth secret."""
+    return {name: credentials[key] for name, key in AUTH_SECRET_KEYS.items()}
+
+
+def basic_auth_header(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def http_status(url: str, authorization: str | None = None, timeout: float = 3) -> int | None:
+    """processes.http_status with an Authorization header (the basic-auth servers answer 401 without)."""
+    request = urllib.request.Request(url, headers={"Authorization": authorization} if authorization else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (OSError, ValueError):
+        return None
+
+
 def entrypoint_argv() -> list[str]:
     """`mlflow-infra-entrypoint` of this installation, or the module when the script is missing."""
     script = Path(sys.executable).parent / "mlflow-infra-entrypoint"
@@ -232,6 +259,49 @@ class LocalTopology:
 
     def prometheus_dir(self, server: str) -> Path:
         return self.root / "prometheus" / server
+
+    def auth_dir(self, server: str) -> Path:
+        """Where the entrypoint writes the server's auth ini (it holds the database URI)."""
+        return self.root / "run" / server
+
+    @property
+    def auth_file(self) -> Path:
+        return self.root / AUTH_FILE
+
+    @property
+    def basic_auth(self) -> bool:
+        return self._plan().tracking.api.server.environment.get(AUTH_ENV) == "basic"
+
+    def auth_credentials(self) -> dict[str, str]:
+        """The topology's secret key and admin user: generated on the first `up` (mode 0600), then reused,
+        since the admin user is created once in the user store and the servers must share the key."""
+        path = self.auth_file
+        try:
+            credentials = json.loads(path.read_text())
+        except FileNotFoundError:
+            credentials = None
+        except (OSError, ValueError) as exc:
+            raise LocalTopologyError(f"{path} is unreadable ({exc}); remove it, or the whole {self.root}") from None
+        if credentials is not None:
+            if not (isinstance(credentials, dict) and all(isinstance(credentials.get(k), str) and credentials.get(k)
+                                                          for k in AUTH_SECRET_KEYS.values())):
+                raise LocalTopologyError(f"{path} lacks {', '.join(AUTH_SECRET_KEYS.values())}; remove it, or the whole {self.root}")
+            return credentials
+        credentials = new_auth_secret(AUTH_ADMIN_USERNAME)
+        self.root.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".json.partial")
+        partial.unlink(missing_ok=True)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(credentials, indent=2) + "\n")
+        partial.replace(path)
+        return credentials
+
+    def _authorization(self) -> str | None:
+        if not self.basic_auth:
+            return None
+        credentials = self.auth_credentials()
+        return basic_auth_header(credentials["admin_username"], credentials["admin_password"])
 
     @property
     def replicas(self) -> int:
@@ -320,6 +390,8 @@ class LocalTopology:
         settings = self.settings()
         state = self._new_state(previous, settings)
         started: list[str] = []
+        if self.basic_auth:
+            self.auth_credentials()  # before anything starts: an unreadable file stops nothing
         try:
             self._up_databases(state, running, started, settings, say)
             servers = [s["name"] for s in state["servers"]]
@@ -430,6 +502,8 @@ class LocalTopology:
         log = self.logs_dir / "migrate.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         env = {**self._base_environment(), **database_env(self.ports["primary"], None)}
+        if self.basic_auth:  # the basic-auth user store is created under the migration's lock, as on AWS
+            env[AUTH_ENV] = "basic"
         with log.open("ab") as out:
             result = subprocess.run([*entrypoint_argv(), "migrate"], env=env, stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL)
@@ -466,6 +540,12 @@ class LocalTopology:
         command = local_command(settings.command, port, prometheus_dir)
         env = server_environment(settings, self._base_environment(), database_env(self.ports["primary"], replica_port),
                                  self.artifacts_dir, prometheus_dir)
+        if settings.auth_secret_environment:
+            # what ECS injects from the auth secret; the entrypoint writes the auth ini (user store on the
+            # primary) under this server's run directory, emptied first: no stale copy from an earlier start
+            env.update(auth_env(self.auth_credentials()))
+            shutil.rmtree(self.auth_dir(name), ignore_errors=True)
+            env[AUTH_DIR_ENV] = str(self.auth_dir(name))
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
         server["pid"] = processes.spawn_daemon([*entrypoint_argv(), "server", "--", *command], env, Path(server["log"]),
                                                settings.nofile)
@@ -483,11 +563,12 @@ class LocalTopology:
         """`path` answers 200 before `deadline`; a server that exits first is reported at once."""
         name, log = server["name"], Path(server["log"])
         last: list[int | None] = [None]
+        authorization = self._authorization()
 
         def answered() -> bool:
             if not processes.pid_alive(server["pid"]):
                 raise self._exited(server)
-            last[0] = processes.http_status(server["url"] + path)
+            last[0] = http_status(server["url"] + path, authorization)
             return last[0] == 200
 
         try:
@@ -512,7 +593,8 @@ class LocalTopology:
                              primary_uri=state["databases"][0]["uri"],
                              replica_uris=[d["uri"] for d in state["databases"][1:]],
                              skipped_parameters=list(state["skipped_parameters"]),
-                             adapted_parameters=list(state["adapted_parameters"]))
+                             adapted_parameters=list(state["adapted_parameters"]),
+                             auth_file=str(self.auth_file) if self.basic_auth else None)
 
     # --- status and down --------------------------------------------------------------------------
     def status(self) -> dict:

@@ -39,12 +39,32 @@ CONNECTIONS_PER_REQUEST = {"api": 2, "ui": 1}
 MAX_OVERFLOW_CAP = {"api": 2 * 40 - 2, "ui": 5}
 
 
-# Each MLflow server worker process keeps one SQLAlchemy engine (its own pool) per store on the
-# same database: tracking and model registry (mlflow/store/*/sqlalchemy_store.py, MLflow 3.17),
-# plus the basic-auth store when auth is on. With a read replica, the same stores keep a second
-# engine on the replica.
-def engines_per_worker(auth: str) -> int:
-    return 3 if auth == "basic" else 2
+# Each MLflow server worker process keeps one SQLAlchemy engine (its own pool, sized by
+# MLFLOW_SQLALCHEMYSTORE_POOL_SIZE / MAX_OVERFLOW, mlflow/store/db/utils.py:383-395) per store, MLflow 3.17.2:
+# - tracking and model registry: each store class caches one engine per URI in its own class-level
+#   map (store/tracking/sqlalchemy_store.py:369-381, store/model_registry/sqlalchemy_store.py:115-125),
+#   so the two stores never share one; with a read replica each keeps a second engine there
+#   (tracking :412-413, registry :151-152), fed from MLFLOW_READ_REPLICA_BACKEND_STORE_URI
+#   (server/handlers.py:533-537, :570-574).
+# - basic-auth (`tracking.auth: basic`): `create_app` runs `store.init_db` once per worker
+#   (server/auth/__init__.py:7098-7107, :8935), which creates an engine with the same pool settings
+#   (server/auth/sqlalchemy_store.py:128-131) on the ini's database_uri, the primary; a second one
+#   only for a read_database_uri (:135-136), which the entrypoint never writes, so none on the replica.
+def engines_per_worker(auth: str, database: str = "primary") -> int:
+    """Engines one worker keeps on the primary, or on a replica it reads from."""
+    return 3 if auth == "basic" and database == "primary" else 2
+
+
+# Per server process (task or instance), outside the workers: with basic-auth, `mlflow server`
+# bootstraps the admin user before it starts uvicorn (server/__init__.py:332-343, :440-443), through
+# the module-level auth store (server/auth/__init__.py:7066-7077), whose engine then lives as long as
+# the server. Bootstrap opens its sessions one after another, so that pool keeps one connection
+# (measured on the local topology: each process's sockets to the primary, from /proc/net/tcp).
+# Not counted yet, for any auth: the same process's initialize_backend_stores (cli/__init__.py:707-715,
+# server/handlers.py:822-838) leaves the tracking and registry engines with one idle connection
+# each on the primary, and on the replica for the UI (2 + 2 per UI task, measured likewise).
+def supervisor_connections(auth: str) -> int:
+    return 1 if auth == "basic" else 0
 
 
 # Connections are recycled after 25 min: before RDS Proxy's 30 min idle client timeout.
@@ -94,7 +114,7 @@ class ProxyPlan:
 
 @dataclass(frozen=True)
 class ConnectionBudget:
-    engines_per_worker: int       # SQLAlchemy engines (pools) per worker process and database
+    engines_per_worker: int       # SQLAlchemy engines (pools) per worker process on the primary
     api_connections: int          # to the primary, all API workers at max autoscale
     ui_primary_connections: int   # the UI's writes (and reads when there is no replica)
     ui_replica_connections: int   # per replica
@@ -111,13 +131,13 @@ class ConnectionBudget:
 def plan_connection_budget(*, api_max: int, api_workers: int, api_pool: Pool, ui_max: int, ui_workers: int,
                            ui_pool: Pool, replicas: int, memory_bytes: int, proxy_mode: str, auth: str = "none",
                            source_file: str = "", instance_class: str = "") -> ConnectionBudget:
-    engines = engines_per_worker(auth)
-    api = api_max * api_workers * engines * api_pool.per_worker
-    ui_all = ui_max * ui_workers * engines * ui_pool.per_worker
-    # The UI server keeps an engine on the primary too (writes: tags, notes, deletes); with a
-    # replica its reads move there, and each replica serves its share of the UI tasks.
+    engines, replica_engines, supervisor = engines_per_worker(auth), engines_per_worker(auth, "replica"), supervisor_connections(auth)
+    api = api_max * (api_workers * engines * api_pool.per_worker + supervisor)
+    ui_all = ui_max * (ui_workers * engines * ui_pool.per_worker + supervisor)
+    # The UI server keeps its engines on the primary too (writes: tags, notes, deletes; the auth
+    # store); with a replica its reads move there, and each replica serves its share of the UI tasks.
     ui_primary = ui_all
-    ui_replica = math.ceil(ui_max / replicas) * ui_workers * engines * ui_pool.per_worker if replicas else 0
+    ui_replica = math.ceil(ui_max / replicas) * ui_workers * replica_engines * ui_pool.per_worker if replicas else 0
     fleet = api + ui_primary
     reserve = SUPERUSER_RESERVED + ADMIN_HEADROOM + replication_reserve(replicas)
     ceiling = memory_ceiling(memory_bytes)
@@ -146,8 +166,11 @@ def plan_connection_budget(*, api_max: int, api_workers: int, api_pool: Pool, ui
     else:
         need = max(fleet, ui_replica) + reserve
         max_connections = min(ceiling, max(MIN_MAX_CONNECTIONS, math.ceil(need * MAX_CONNECTIONS_MARGIN)))
-        why = (f"API {api_max} x {api_workers} workers x {engines} engines x ({api_pool.pool_size}+{api_pool.max_overflow}) = {api}"
-               f" + UI {ui_max} x {ui_workers} x {engines} x ({ui_pool.pool_size}+{ui_pool.max_overflow}) = {ui_primary}"
+        api_task = f"{api_workers} workers x {engines} engines x ({api_pool.pool_size}+{api_pool.max_overflow})"
+        ui_task = f"{ui_workers} x {engines} x ({ui_pool.pool_size}+{ui_pool.max_overflow})"
+        if supervisor:  # the basic-auth bootstrap's connection, once per server process
+            api_task, ui_task = (f"({t} + {supervisor} auth bootstrap)" for t in (api_task, ui_task))
+        why = (f"API {api_max} x {api_task} = {api} + UI {ui_max} x {ui_task} = {ui_primary}"
                f" + reserve {reserve} fits in max_connections {max_connections} (class holds {ceiling})")
         headroom = max_connections - reserve - max(fleet, ui_replica)
         proxy = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .connections import Pool
-from ..endpoints import HEALTH_PATH, TRACKING_PORT as PORT
+from ..endpoints import AUTH_APP, AUTH_ENV, AUTH_SECRET_ENV, HEALTH_PATH, TRACKING_PORT as PORT
 from .sizing import FleetPlan
 
 PROMETHEUS_DIR = "/tmp/mlflow-prometheus"  # --expose-prometheus needs a writable directory for multiprocess metrics
@@ -42,6 +42,7 @@ class ServerSettings:
     health_path: str
     nofile: int
     reason: str
+    auth_secret_environment: tuple[str, ...] = ()  # AUTH_SECRET_ENV with tracking.auth basic, else empty
 
 
 def nofile_limit(workers: int, connections_per_worker: int) -> int:
@@ -63,8 +64,9 @@ def server_settings(role: str, spec, fleet: FleetPlan, pool: Pool, engines_per_w
     # bucket, the UI's may only read it (the UI shows artifacts through its own server)
     command += ["--serve-artifacts", "--artifacts-destination", ARTIFACTS_PLACEHOLDER]
     command += ["--allowed-hosts", ",".join([LOAD_BALANCER_HOST_PLACEHOLDER, *spec.tracking.allowed_hosts])]
-    if spec.tracking.auth == "basic":
-        command += ["--app-name", "basic-auth"]
+    basic_auth = spec.tracking.auth == "basic"
+    if basic_auth:
+        command += ["--app-name", AUTH_APP]
     uri_env = [PRIMARY_URI_ENV]
     if reads_from_replica:
         uri_env.append(REPLICA_URI_ENV)
@@ -78,7 +80,11 @@ def server_settings(role: str, spec, fleet: FleetPlan, pool: Pool, engines_per_w
         # private subnets have no business calling MLflow's usage telemetry endpoint
         "MLFLOW_DISABLE_TELEMETRY": "true",
     }
+    if basic_auth:
+        environment[AUTH_ENV] = "basic"
     nofile = nofile_limit(fleet.workers, pool.per_worker * engines_per_worker * len(uri_env))
     reason = (f"{fleet.workers} workers x pool {pool.pool_size}+{pool.max_overflow}; open files {nofile:,}"
-              + ("; reads from the replica" if reads_from_replica else ""))
-    return ServerSettings(role, tuple(command), environment, SECRET_ENV, tuple(uri_env), PORT, HEALTH_PATH, nofile, reason)
+              + ("; reads from the replica" if reads_from_replica else "")
+              + ("; basic-auth users on the primary" if basic_auth else ""))
+    return ServerSettings(role, tuple(command), environment, SECRET_ENV, tuple(uri_env), PORT, HEALTH_PATH, nofile, reason,
+                          auth_secret_environment=AUTH_SECRET_ENV if basic_auth else ())

@@ -4,7 +4,8 @@
                                                         environment, fill the command's
                                                         placeholders, then exec the command
   mlflow-infra-entrypoint migrate                       mlflow db upgrade, then the index migration,
-                                                        both under one advisory lock
+                                                        then (MLFLOW_INFRA_AUTH=basic) the basic-auth
+                                                        user store's upgrade, all under one advisory lock
 
 Environment:
   DB_HOST, DB_PORT (5432), DB_NAME (mlflow), DB_SSLMODE (require)   the primary database
@@ -16,6 +17,16 @@ Environment:
   MLFLOW_LOAD_BALANCER_HOST      fills {load_balancer_host} as HOST and HOST:* (MLflow's host check compares the
                                  whole Host header, port included); when empty, that --allowed-hosts entry is dropped
   PROMETHEUS_MULTIPROC_DIR       created if missing, and its stale metric files removed
+
+With `--app-name basic-auth` in the command (tracking.auth: basic):
+  MLFLOW_FLASK_SERVER_SECRET_KEY, AUTH_ADMIN_USERNAME, AUTH_ADMIN_PASSWORD
+                             the Flask secret key and the admin user; when any is absent, all are
+                             read from AUTH_SECRET_ARN (JSON secret_key, admin_username, admin_password)
+  MLFLOW_INFRA_AUTH_DIR      where the private directory for the auth ini is made (default: the temp dir)
+The entrypoint writes an auth ini (mode 0600, in a new 0700 directory) whose database_uri is the
+primary's URI, with the admin pair and default_permission READ, points MLFLOW_AUTH_CONFIG_PATH at
+it, and drops AUTH_ADMIN_* and MLFLOW_AUTH_ADMIN_* (which MLflow would prefer over the file) from the
+server's environment: every server shares the one user store on the primary.
 
 The URIs go to MLFLOW_BACKEND_STORE_URI and MLFLOW_READ_REPLICA_BACKEND_STORE_URI, which `mlflow
 server` reads, so no password is ever on a command line. Exit codes: 2 bad input or a missing
@@ -30,11 +41,12 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
-from ..endpoints import DATABASE_NAME, DATABASE_PORT
+from ..endpoints import AUTH_APP, AUTH_DIR_ENV, AUTH_ENV, AUTH_SECRET_ARN_ENV, AUTH_SECRET_KEYS, DATABASE_NAME, DATABASE_PORT
 from ..planning.server_command import ARTIFACTS_PLACEHOLDER, LOAD_BALANCER_HOST_PLACEHOLDER, PRIMARY_URI_ENV, REPLICA_URI_ENV
 
 EXIT_FAILED = 1
@@ -52,6 +64,23 @@ USAGE = "usage: mlflow-infra-entrypoint server -- COMMAND [ARG ...] | mlflow-inf
 # with the URL from the environment, so the password stays off the process list.
 DB_UPGRADE_CODE = ("import os; from mlflow.db import upgrade; "
                    f"upgrade.main([os.environ['{PRIMARY_URI_ENV}']], prog_name='mlflow db upgrade')")
+# The basic-auth user store's own alembic upgrade (version table alembic_version_auth), the call
+# every `mlflow server --app-name basic-auth` makes at bootstrap (mlflow/server/auth/sqlalchemy_store.py:132).
+# Run here, under the advisory lock, so tasks that start together never race to create its tables.
+AUTH_UPGRADE_CODE = ("import os, sqlalchemy; from mlflow.server.auth.db.utils import migrate_if_needed; "
+                     f"engine = sqlalchemy.create_engine(os.environ['{PRIMARY_URI_ENV}'], poolclass=sqlalchemy.pool.NullPool); "
+                     "migrate_if_needed(engine, 'head'); engine.dispose()")
+AUTH_CONFIG_ENV = "MLFLOW_AUTH_CONFIG_PATH"
+AUTH_INI = "basic_auth.ini"
+# Users without a grant on an experiment or model can read it, as MLflow's own default
+# (mlflow/server/auth/basic_auth.ini:2): a shared tracking server is for comparing runs. Writing
+# needs a grant; a creator gets MANAGE on what they create (mlflow/server/auth/__init__.py:5416-5421).
+AUTH_DEFAULT_PERMISSION = "READ"
+# MLflow refuses a shorter admin password at bootstrap (mlflow/utils/validation.py:859-861)
+MIN_ADMIN_PASSWORD = 12
+# MLflow prefers these over the ini's admin pair (mlflow/server/auth/config.py:44-53): the secret is
+# the one source, so a stray value in the environment must not override it
+AUTH_ENV_DROPPED = ("AUTH_ADMIN_USERNAME", "AUTH_ADMIN_PASSWORD", "MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD")
 
 
 class EntrypointError(Exception):
@@ -129,18 +158,22 @@ def parse_secret(text: str, arn: str) -> dict[str, str]:
     return {"DB_USERNAME": data["username"], "DB_PASSWORD": data["password"]}
 
 
-def fetch_secret(arn: str) -> dict[str, str]:
+def _secret_string(arn: str, variable: str, instead: str) -> str:
+    """The SecretString of `arn`, read with the instance's role; `variable` names it in errors."""
     try:
         import boto3  # lazily: only the EC2 path needs it, and it costs half a second to import
         from botocore.exceptions import BotoCoreError, ClientError
     except ImportError:
-        raise EntrypointError("DB_SECRET_ARN is set but boto3 is not installed; install boto3,"
-                              " or set DB_USERNAME and DB_PASSWORD") from None
+        raise EntrypointError(f"{variable} is set but boto3 is not installed; install boto3, or {instead}") from None
     try:
         response = boto3.client("secretsmanager", region_name=secret_region(arn)).get_secret_value(SecretId=arn)
     except (BotoCoreError, ClientError) as exc:
-        raise EntrypointError(f"DB_SECRET_ARN {arn}: cannot read the secret: {_one_line(exc)}", EXIT_FAILED) from None
-    return parse_secret(response.get("SecretString") or "", arn)
+        raise EntrypointError(f"{variable} {arn}: cannot read the secret: {_one_line(exc)}", EXIT_FAILED) from None
+    return response.get("SecretString") or ""
+
+
+def fetch_secret(arn: str) -> dict[str, str]:
+    return parse_secret(_secret_string(arn, "DB_SECRET_ARN", "set DB_USERNAME and DB_PASSWORD"), arn)
 
 
 def with_credentials(env: Mapping[str, str], fetch=fetch_secret) -> dict[str, str]:
@@ -150,6 +183,36 @@ def with_credentials(env: Mapping[str, str], fetch=fetch_secret) -> dict[str, st
     if arn and not (_value(env, "DB_USERNAME") and _value(env, "DB_PASSWORD")):
         secret = fetch(arn)
         for name in ("DB_USERNAME", "DB_PASSWORD"):  # a variable that is set wins over the secret
+            resolved[name] = _value(env, name) or secret[name]
+    return resolved
+
+
+def parse_auth_secret(text: str, arn: str) -> dict[str, str]:
+    """MLFLOW_FLASK_SERVER_SECRET_KEY, AUTH_ADMIN_USERNAME and AUTH_ADMIN_PASSWORD from the auth secret's JSON."""
+    keys = ", ".join(f'"{key}": ...' for key in AUTH_SECRET_KEYS.values())
+    expected = f"expected JSON {{{keys}}}"
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        raise EntrypointError(f"{AUTH_SECRET_ARN_ENV} {arn}: the secret is not JSON; {expected}") from None
+    missing = [key for key in AUTH_SECRET_KEYS.values()
+               if not (isinstance(data, dict) and isinstance(data.get(key), str) and data.get(key))]
+    if missing:
+        raise EntrypointError(f"{AUTH_SECRET_ARN_ENV} {arn}: the secret lacks {', '.join(missing)}; {expected}")
+    return {name: data[key] for name, key in AUTH_SECRET_KEYS.items()}
+
+
+def fetch_auth_secret(arn: str) -> dict[str, str]:
+    return parse_auth_secret(_secret_string(arn, AUTH_SECRET_ARN_ENV, "set " + ", ".join(AUTH_SECRET_KEYS)), arn)
+
+
+def with_auth_credentials(env: Mapping[str, str], fetch=fetch_auth_secret) -> dict[str, str]:
+    """`env` with the basic-auth variables filled from AUTH_SECRET_ARN where any is absent (EC2)."""
+    resolved = dict(env)
+    arn = _value(env, AUTH_SECRET_ARN_ENV)
+    if arn and not all(_value(env, name) for name in AUTH_SECRET_KEYS):
+        secret = fetch(arn)
+        for name in AUTH_SECRET_KEYS:  # a variable that is set wins over the secret
             resolved[name] = _value(env, name) or secret[name]
     return resolved
 
@@ -217,6 +280,68 @@ def prepare_prometheus_dir(env: Mapping[str, str]) -> None:
         raise EntrypointError(f"PROMETHEUS_MULTIPROC_DIR {path}: {exc.strerror}; expected a writable directory") from None
 
 
+# ---------------------------------------------------------------------------------------------
+# basic-auth: the user store on the primary, shared by every server
+
+def uses_basic_auth(command: Sequence[str]) -> bool:
+    """The command runs MLflow's basic-auth app (`--app-name basic-auth` or `--app-name=basic-auth`)."""
+    args = list(command)
+    return any(arg == f"--app-name={AUTH_APP}" or (arg == "--app-name" and args[i + 1:i + 2] == [AUTH_APP])
+               for i, arg in enumerate(args))
+
+
+def _ini_value(name: str, value: str) -> str:
+    # MLflow reads the file with configparser's default interpolation (mlflow/server/auth/config.py:39-40),
+    # where '%' starts a reference: the URI's quoted password (%40, %2F) must be written as '%%'
+    if value != value.strip() or "\n" in value or "\r" in value or not value:
+        raise EntrypointError(f"{name} is not allowed as it is; expected a non-empty value without line breaks"
+                              " or surrounding spaces")
+    return value.replace("%", "%%")
+
+
+def auth_config_text(env: Mapping[str, str], database_uri: str) -> str:
+    """The auth ini MLflow reads at MLFLOW_AUTH_CONFIG_PATH (mlflow/server/auth/config.py:37-76)."""
+    for name in AUTH_SECRET_KEYS:
+        if not _value(env, name):
+            raise EntrypointError(f"{name} is not set; `--app-name {AUTH_APP}` needs {', '.join(AUTH_SECRET_KEYS)}"
+                                  f" (or {AUTH_SECRET_ARN_ENV})")
+    if len(env["AUTH_ADMIN_PASSWORD"]) < MIN_ADMIN_PASSWORD:
+        raise EntrypointError(f"AUTH_ADMIN_PASSWORD is too short; MLflow requires at least {MIN_ADMIN_PASSWORD} characters")
+    lines = {
+        "default_permission": AUTH_DEFAULT_PERMISSION,
+        "database_uri": _ini_value(PRIMARY_URI_ENV, database_uri),
+        "admin_username": _ini_value("AUTH_ADMIN_USERNAME", env["AUTH_ADMIN_USERNAME"]),
+        "admin_password": _ini_value("AUTH_ADMIN_PASSWORD", env["AUTH_ADMIN_PASSWORD"]),
+        "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
+    }
+    return "[mlflow]\n" + "".join(f"{key} = {value}\n" for key, value in lines.items())
+
+
+def write_auth_config(text: str, env: Mapping[str, str]) -> Path:
+    """`text` in a new private directory (0700) as a 0600 file: it holds the database password."""
+    parent = env.get(AUTH_DIR_ENV) or None
+    try:
+        if parent:
+            Path(parent).mkdir(mode=0o700, parents=True, exist_ok=True)
+        directory = Path(tempfile.mkdtemp(prefix="mlflow-auth-", dir=parent))
+        path = directory / AUTH_INI
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+    except OSError as exc:
+        where = parent or tempfile.gettempdir()
+        raise EntrypointError(f"{AUTH_DIR_ENV} {where}: {exc.strerror}; expected a writable directory") from None
+    return path
+
+
+def auth_environment(env: Mapping[str, str], database_uri: str) -> dict[str, str]:
+    """MLFLOW_AUTH_CONFIG_PATH at a fresh auth ini; AUTH_ADMIN_* are in the file, not the environment."""
+    path = write_auth_config(auth_config_text(env, database_uri), env)
+    composed = {k: v for k, v in env.items() if k not in AUTH_ENV_DROPPED}
+    composed[AUTH_CONFIG_ENV] = str(path)
+    return composed
+
+
 def server_environment(env: Mapping[str, str]) -> dict[str, str]:
     composed = dict(env)
     composed.update(compose_uris(env))
@@ -228,8 +353,14 @@ def run_server(command: Sequence[str], env: Mapping[str, str]) -> int:
         raise EntrypointError(f"server needs the command to run after '--'; {USAGE}")
     env = with_credentials(env)
     composed = server_environment(env)
+    basic_auth = uses_basic_auth(command)
+    if basic_auth:
+        composed = with_auth_credentials(composed)
+        auth_config_text(composed, composed[PRIMARY_URI_ENV])  # every auth input checked before anything is written
     argv = fill_placeholders(command, env)
     prepare_prometheus_dir(composed)
+    if basic_auth:
+        composed = auth_environment(composed, composed[PRIMARY_URI_ENV])
     try:
         os.execvpe(argv[0], argv, composed)
     except FileNotFoundError:
@@ -244,6 +375,10 @@ def run_server(command: Sequence[str], env: Mapping[str, str]) -> int:
 
 def run_migrate(env: Mapping[str, str]) -> int:
     env = with_credentials(env)
+    auth = _value(env, AUTH_ENV)
+    if auth not in ("", "none", "basic"):
+        raise EntrypointError(f"{AUTH_ENV} {auth!r} is not allowed; expected none or basic")
+    auth = auth == "basic"
     uri = compose_uris(env)[PRIMARY_URI_ENV]  # the schema and indexes live on the primary only
     try:
         import psycopg
@@ -261,10 +396,17 @@ def run_migrate(env: Mapping[str, str]) -> int:
                 raise EntrypointError(f"mlflow db upgrade failed with exit code {upgrade.returncode}; its output is above",
                                       EXIT_FAILED)
             statements = apply_index_migration(conn, migration)
+            if auth:
+                # importing mlflow.server.auth reads MLFLOW_AUTH_CONFIG_PATH: a stray one must not break the import
+                clean = {k: v for k, v in env.items() if k != AUTH_CONFIG_ENV}
+                upgrade = subprocess.run([sys.executable, "-c", AUTH_UPGRADE_CODE], env={**clean, PRIMARY_URI_ENV: uri})
+                if upgrade.returncode != 0:
+                    raise EntrypointError(f"the basic-auth user store upgrade failed with exit code {upgrade.returncode};"
+                                          " its output is above", EXIT_FAILED)
     except (psycopg.Error, ValueError) as exc:
         raise EntrypointError(f"migration failed: {_one_line(exc)}", EXIT_FAILED) from None
-    print(f"mlflow-infra-entrypoint: schema upgraded; index migration applied ({len(statements)} statements)",
-          file=sys.stderr)
+    print(f"mlflow-infra-entrypoint: schema upgraded; index migration applied ({len(statements)} statements)"
+          + ("; basic-auth user store upgraded" if auth else ""), file=sys.stderr)
     return 0
 
 
