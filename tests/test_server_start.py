@@ -30,7 +30,8 @@ from local_services import (
     wait_until_healthy,
 )
 from infra.local.processes import stop_group
-from infra.local.topology import WARM_UP_PATH, basic_auth_header, http_status
+from infra.local.processes import http_status
+from infra.local.topology import WARM_UP_PATH, basic_auth_header
 
 pytestmark = pytest.mark.postgres
 
@@ -176,10 +177,10 @@ def test_api_server_with_basic_auth_keeps_its_users_on_the_primary(database, tmp
                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_until_healthy(process, port, log)  # /health needs no credentials
-        wait_or_fail(lambda: http_status(url + WARM_UP_PATH, admin, timeout=5) == 200, 60,
+        wait_or_fail(lambda: http_status(url + WARM_UP_PATH, timeout=5, authorization=admin) == 200, 60,
                      "experiments/search to answer 200 to the admin", log)
         assert http_status(url + WARM_UP_PATH) == 401
-        assert http_status(url + WARM_UP_PATH, basic_auth_header("platform-admin", "stray-value-ignored")) == 401
+        assert http_status(url + WARM_UP_PATH, authorization=basic_auth_header("platform-admin", "stray-value-ignored")) == 401
         with psycopg.connect(database.uri("mlflow")) as conn:
             users = conn.execute("SELECT username, is_admin FROM users").fetchall()
         assert users == [("platform-admin", True)], "the admin was bootstrapped into PostgreSQL from the secret"

@@ -78,10 +78,12 @@ def free_port_block(count: int, start: int = 21000, stop: int = 40000) -> int:
     raise RuntimeError(f"no {count} consecutive free ports between {start} and {stop}")
 
 
-def http_status(url: str, timeout: float = 3) -> int | None:
-    """The HTTP status of a GET, or None when nothing answers (not listening yet, a worker restarting)."""
+def http_status(url: str, timeout: float = 3, authorization: str | None = None) -> int | None:
+    """The HTTP status of a GET, or None when nothing answers (not listening yet, a worker restarting);
+    `authorization` is sent as the Authorization header (basic-auth servers answer 401 without)."""
+    request = urllib.request.Request(url, headers={"Authorization": authorization} if authorization else {})
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code

@@ -15,8 +15,6 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,18 +168,6 @@ def auth_env(credentials: Mapping[str, str]) -> dict[str, str]:
 
 def basic_auth_header(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
-
-
-def http_status(url: str, authorization: str | None = None, timeout: float = 3) -> int | None:
-    """processes.http_status with an Authorization header (the basic-auth servers answer 401 without)."""
-    request = urllib.request.Request(url, headers={"Authorization": authorization} if authorization else {})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except (OSError, ValueError):
-        return None
 
 
 def entrypoint_argv() -> list[str]:
@@ -568,7 +554,7 @@ class LocalTopology:
         def answered() -> bool:
             if not processes.pid_alive(server["pid"]):
                 raise self._exited(server)
-            last[0] = http_status(server["url"] + path, authorization)
+            last[0] = processes.http_status(server["url"] + path, authorization=authorization)
             return last[0] == 200
 
         try:
