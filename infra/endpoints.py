@@ -6,7 +6,21 @@ TRACKING_PORT = 5000           # what the MLflow servers listen on, behind the l
 HEALTH_PATH = "/health"        # MLflow's health endpoint, exempt from its host check
 DATABASE_PORT = 5432           # PostgreSQL's (and RDS's) default
 DATABASE_NAME = "mlflow"       # the tracking database on the primary
-DATABASE_USERNAME = "mlflow"   # the RDS master user the servers log in as
+DATABASE_USERNAME = "mlflow"   # the RDS master user: only `mlflow-infra-entrypoint migrate` logs in as it
+# the application role the servers log in as: created (or its password reset) by the migrate step,
+# owner of MLflow's tables in the `mlflow` database's public schema, never rds_superuser
+APP_DATABASE_USERNAME = "mlflow_app"
+# migrate only: the master secret's ARN on EC2 (ECS injects its keys as DB_USERNAME/DB_PASSWORD instead)
+MASTER_SECRET_ARN_ENV = "DB_MASTER_SECRET_ARN"
+# migrate only: the application role to create or update (ECS injects them from the app secret; on
+# EC2, with DB_MASTER_SECRET_ARN set, they are read from DB_SECRET_ARN, the servers' own secret)
+APP_USERNAME_ENV = "APP_DB_USERNAME"
+APP_PASSWORD_ENV = "APP_DB_PASSWORD"
+# RDS MasterUserPassword (PostgreSQL): 8-128 printable ASCII characters except '/', '"', '@' and space
+# (RDS API Reference, CreateDBInstance). The app role's password follows the same rule, so either
+# secret's value can be used anywhere the other can.
+DATABASE_PASSWORD_EXCLUDED = '/"@ '
+DATABASE_PASSWORD_LENGTH = 40
 
 # `tracking.auth: basic`: what MLflow's basic-auth app needs at start (MLflow 3.17.2). A static
 # Flask secret key, read only from MLFLOW_FLASK_SERVER_SECRET_KEY (mlflow/server/auth/__init__.py:8887-8904,
@@ -37,3 +51,20 @@ def new_auth_secret(username: str = AUTH_ADMIN_USERNAME) -> dict[str, str]:
     return {AUTH_SECRET_KEYS["MLFLOW_FLASK_SERVER_SECRET_KEY"]: secrets.token_hex(32),
             AUTH_SECRET_KEYS["AUTH_ADMIN_USERNAME"]: username,
             AUTH_SECRET_KEYS["AUTH_ADMIN_PASSWORD"]: secrets.token_urlsafe(24)}
+
+
+def new_database_password(length: int = DATABASE_PASSWORD_LENGTH) -> str:
+    """A database password from Python's `secrets` (CSPRNG), in the characters RDS allows for a master
+    password: printable ASCII (33-126) without '/', '"' and '@' (space, 32, is outside the range)."""
+    import secrets
+
+    if not 8 <= length <= 128:
+        raise ValueError(f"database password length {length} is not allowed; expected 8 to 128 (RDS MasterUserPassword)")
+    alphabet = [chr(c) for c in range(33, 127) if chr(c) not in DATABASE_PASSWORD_EXCLUDED]
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def new_database_secret(username: str, password: str | None = None) -> dict[str, str]:
+    """A database secret's JSON, in RDS's own format (username, password) plus engine and dbname."""
+    return {"username": username, "password": password or new_database_password(), "engine": "postgres",
+            "dbname": DATABASE_NAME}

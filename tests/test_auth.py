@@ -130,7 +130,9 @@ def test_every_server_container_gets_the_secret_key_and_admin_password_as_ecs_se
         assert {e["name"]: e["value"] for e in migrate["environment"]}[AUTH_ENV] == "basic"
         policy = json.loads(mocks.one("aws:iam/rolePolicy:RolePolicy", f"-{role}-secret").inputs["policy"])
         reads = next(s for s in policy["Statement"] if s["Action"] == "secretsmanager:GetSecretValue")["Resource"]
-        assert arn in reads and any(r.startswith("arn:aws:secretsmanager:") for r in reads), "execution role reads both"
+        database = {f"arn:aws:mock:us-east-1:123456789012:secret/{mocks.one('aws:secretsmanager/secret:Secret', suffix).name}"
+                    for suffix in ("-db-app", "-db-master")}
+        assert set(reads) == {arn} | database, "execution role reads the auth secret and the database's two"
 
 
 def test_the_auth_secret_is_generated(prod_with_auth):
@@ -144,7 +146,7 @@ def test_the_auth_secret_is_generated(prod_with_auth):
 
 def test_shipped_stacks_have_no_auth_secret():
     mocks, *_ = render("prod")
-    assert not mocks.of_type("aws:secretsmanager/secret:Secret")
+    assert not [s for s in mocks.of_type("aws:secretsmanager/secret:Secret") if s.name.endswith("-auth")]
     for role in ("api", "ui"):
         assert not {s["name"] for c in _task_containers(mocks, role).values() for s in c["secrets"]} & SECRET_NAMES
 

@@ -77,8 +77,8 @@ PULUMI_TO_RDS = {
     "instanceClass": "DBInstanceClass", "engine": "Engine", "engineVersion": "EngineVersion",
     "allocatedStorage": "AllocatedStorage", "maxAllocatedStorage": "MaxAllocatedStorage", "storageType": "StorageType",
     "iops": "Iops", "storageThroughput": "StorageThroughput", "multiAz": "MultiAZ", "storageEncrypted": "StorageEncrypted",
-    "kmsKeyId": "KmsKeyId", "publiclyAccessible": "PubliclyAccessible", "manageMasterUserPassword": "ManageMasterUserPassword",
-    "masterUserSecretKmsKeyId": "MasterUserSecretKmsKeyId", "username": "MasterUsername", "dbName": "DBName",
+    "kmsKeyId": "KmsKeyId", "publiclyAccessible": "PubliclyAccessible", "password": "MasterUserPassword",
+    "username": "MasterUsername", "dbName": "DBName",
     "backupRetentionPeriod": "BackupRetentionPeriod", "deletionProtection": "DeletionProtection",
     "performanceInsightsEnabled": "EnablePerformanceInsights", "performanceInsightsKmsKeyId": "PerformanceInsightsKMSKeyId",
     "performanceInsightsRetentionPeriod": "PerformanceInsightsRetentionPeriod", "monitoringInterval": "MonitoringInterval",
@@ -88,6 +88,7 @@ PULUMI_TO_RDS = {
     "autoMinorVersionUpgrade": "AutoMinorVersionUpgrade", "availabilityZone": "AvailabilityZone",
     "backupWindow": "PreferredBackupWindow", "maintenanceWindow": "PreferredMaintenanceWindow",
 }
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # pulumi.runtime.rpc._special_sig_key's secret marker
 NOT_IN_CREATE = {"skipFinalSnapshot", "finalSnapshotIdentifier", "applyImmediately", "tags", "replicateSourceDb"}
 
 
@@ -98,6 +99,8 @@ def wire(value):
     if isinstance(value, list):
         return [wire(v) for v in value]
     if isinstance(value, dict):
+        if SECRET_SIG in value:  # a Pulumi secret, as the mocks see it: the provider gets its value
+            return wire(value["value"])
         return {k: wire(v) for k, v in value.items()}
     return value
 

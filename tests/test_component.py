@@ -62,7 +62,9 @@ def test_database_class_storage_and_iops(stack):
     assert db["backupRetentionPeriod"] == p.database.backup_retention_days.value
     assert db["storageEncrypted"] is True and db["kmsKeyId"]
     assert db["publiclyAccessible"] is False
-    assert db["manageMasterUserPassword"] is True and "password" not in db
+    # the stack's own master password (a replica cannot be made of a source whose password RDS manages)
+    assert "manageMasterUserPassword" not in db and "masterUserSecretKmsKeyId" not in db
+    assert db["username"] == "mlflow" and db["password"]
     assert db["performanceInsightsEnabled"] is True
     assert db["monitoringInterval"] == p.database.monitoring_interval_seconds and db["monitoringRoleArn"]
     assert "postgresql" in db["enabledCloudwatchLogsExports"]
@@ -146,7 +148,8 @@ def test_no_credentials_in_environment_or_command(stack, role):
     for container in containers.values():
         text = json.dumps(container.get("environment", [])) + json.dumps(container["command"])
         assert "password" not in text.lower() and "postgresql://" not in text
-        assert {s["name"] for s in container["secrets"]} == {"DB_USERNAME", "DB_PASSWORD"}
+        names = {"DB_USERNAME", "DB_PASSWORD"} | ({"APP_DB_USERNAME", "APP_DB_PASSWORD"} if container["name"] == "migrate" else set())
+        assert {s["name"] for s in container["secrets"]} == names
 
 
 def test_ui_reads_from_the_replica(stack):
@@ -310,7 +313,7 @@ def test_internet_facing_ui_is_https_only():
 def test_basic_auth_secret_hangs_under_the_service_and_only_the_secret_readers_get_it(compute):
     spec = variant("staging", **{"tracking.auth": "basic", "tracking.compute": compute})
     mocks, component, urns, _ = render("staging", spec)
-    secret_urns = [u for u in urns if "aws:secretsmanager/" in u]
+    secret_urns = [u for u in urns if "aws:secretsmanager/" in u and "-svc-auth" in u]
     assert len(secret_urns) == 2 and all("mlflow-infra:service:TrackingService$aws:secretsmanager/" in u for u in secret_urns)
     secret = mocks.one("aws:secretsmanager/secret:Secret", "-svc-auth")
     assert secret.inputs["kmsKeyId"] == f"arn:aws:mock:us-east-1:123456789012:key/{mocks.one('aws:kms/key:Key', '-db-key').name}"

@@ -216,7 +216,10 @@ def test_database_only_has_a_primary_two_replicas_and_tuned_groups(monkeypatch):
     assert {r.inputs["parameterGroupName"] for r in replicas} == {resolved["replica_parameter_group"]}
     assert resolved["endpoint"] == f"{primary.name}.abc123.us-east-1.rds.amazonaws.com"
     assert len(resolved["replica_endpoints"]) == 2
-    assert resolved["secret_arn"].startswith("arn:aws:secretsmanager:")
+    # the stack's own secrets (not RDS-managed: replicas refuse a source that manages its password)
+    assert resolved["secret_arn"] == "arn:aws:mock:us-east-1:123456789012:secret/tracking-db-app"
+    assert resolved["master_secret_arn"] == "arn:aws:mock:us-east-1:123456789012:secret/tracking-db-master"
+    assert "manageMasterUserPassword" not in primary.inputs and primary.inputs["password"]
     # a throwaway example by default: destroy works
     assert primary.inputs["deletionProtection"] is False
 

@@ -94,9 +94,11 @@ def test_a_plan_setting_replication_itself_is_refused():
 
 def test_hba_trusts_only_the_superuser_from_this_machine():
     rules = [line.split() for line in HBA.splitlines() if line and not line.startswith("#")]
-    assert all(rule[2] == "postgres" and rule[-1] == "trust" for rule in rules)
+    assert all(rule[2] == "postgres" for rule in rules if rule[-1] == "trust")
     assert all(rule[0] == "local" or rule[3] == "127.0.0.1/32" for rule in rules)
     assert ["host", "replication", "postgres", "127.0.0.1/32", "trust"] in rules
+    # the servers' application role: its password, only to the mlflow database (README "Rotating database passwords")
+    assert ["host", "mlflow", "mlflow_app", "127.0.0.1/32", "scram-sha-256"] in rules and len(rules) == 4
 
 
 def test_the_planned_command_runs_on_127_0_0_1_and_the_local_port(local_plan):

@@ -79,7 +79,8 @@ restore_drill = TrackingParameterGroup("tracking-db-restore-drill", ParameterGro
 
 pulumi.export("endpoint", database.endpoint)                     # postgresql://<endpoint>:5432/mlflow
 pulumi.export("replica_endpoints", pulumi.Output.all(*database.replica_endpoints))
-pulumi.export("secret_arn", database.secret_arn)                 # the master user's credentials
+pulumi.export("secret_arn", database.secret_arn)                 # the servers' application role (mlflow_app)
+pulumi.export("master_secret_arn", database.master_secret_arn)   # the master user: migrations only
 pulumi.export("primary_parameter_group", database.primary_parameter_group.name)
 pulumi.export("replica_parameter_group", database.replica_parameter_group.name)
 pulumi.export("restore_drill_parameter_group", restore_drill.name)

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
+from .credentials import DatabaseSecret
 from .iam import assume_role_policy, secret_read_policy
 from .parameter_group import ParameterGroupArgs, ParameterSetting, parameter_group
-from ..endpoints import DATABASE_NAME, DATABASE_USERNAME
+from ..endpoints import APP_DATABASE_USERNAME, DATABASE_NAME, DATABASE_USERNAME
 
 LOG_EXPORTS = ["postgresql", "upgrade"]  # slow statements (log_min_duration_statement) reach CloudWatch
 
@@ -76,6 +77,17 @@ class TrackingDatabase(pulumi.ComponentResource):
 
         self.key = aws.kms.Key(f"{name}-key", description=f"{name}: RDS storage, Performance Insights and the master secret",
                                enable_key_rotation=True, deletion_window_in_days=30, tags=tags, opts=child)
+        # the stack's own credentials (see credentials.py): a replica cannot be made of an instance
+        # whose master password RDS manages, and RDS would rotate that one under running tasks
+        self.master_secret = DatabaseSecret(
+            f"{name}-master", DATABASE_USERNAME,
+            f"{name}: PostgreSQL master user (JSON username, password); read by the migrate step only",
+            self.key.arn, tags, keep)
+        self.app_secret = DatabaseSecret(
+            f"{name}-app", APP_DATABASE_USERNAME,
+            f"{name}: PostgreSQL application role of the MLflow servers (JSON username, password);"
+            " the migrate step sets the role's password to this value",
+            self.key.arn, tags, keep)
         subnet_group = aws.rds.SubnetGroup(f"{name}-subnets", subnet_ids=args.subnet_ids, tags=tags, opts=child)
         family = f"postgres{args.engine_version.split('.')[0]}"
         self.primary_parameter_group = parameter_group(f"{name}-primary", ParameterGroupArgs(
@@ -111,8 +123,7 @@ class TrackingDatabase(pulumi.ComponentResource):
             engine_version=args.engine_version,
             db_name=DATABASE_NAME,
             username=DATABASE_USERNAME,
-            manage_master_user_password=True,
-            master_user_secret_kms_key_id=self.key.arn,
+            password=self.master_secret.password,
             db_subnet_group_name=subnet_group.name,
             parameter_group_name=self.primary_parameter_group.name,
             multi_az=args.multi_az,
@@ -131,7 +142,10 @@ class TrackingDatabase(pulumi.ComponentResource):
             **common,
             opts=keep,
         )
-        self.secret_arn = self.primary.master_user_secrets.apply(lambda secrets: secrets[0].secret_arn if secrets else "")
+        self.secret_arn = self.app_secret.arn
+        """The servers' secret (the application role): ECS injects it, EC2 reads it, RDS Proxy authenticates it."""
+        self.master_secret_arn = self.master_secret.arn
+        """The master user's secret: only the migrate step reads it."""
 
         self.replicas: list[aws.rds.Instance] = []
         self.replica_parameter_group = None
@@ -160,10 +174,13 @@ class TrackingDatabase(pulumi.ComponentResource):
         self.endpoint = self.proxy.endpoint if self.proxy is not None else self.primary.address
         self.replica_endpoints = [r.address for r in self.replicas]
         self.register_outputs({"endpoint": self.endpoint, "primary_address": self.primary.address,
-                               "replica_addresses": self.replica_endpoints, "secret_arn": self.secret_arn})
+                               "replica_addresses": self.replica_endpoints, "secret_arn": self.secret_arn,
+                               "master_secret_arn": self.master_secret_arn})
 
     def _proxy(self, name: str, args: DatabaseArgs, proxy: ProxySettings, child) -> None:
-        """RDS Proxy multiplexes the fleet's pools onto the database's max_connections (TLS only)."""
+        """RDS Proxy multiplexes the fleet's pools onto the database's max_connections (TLS only). It
+        authenticates the application role with the app secret; the migrate step bypasses it and logs
+        in to the primary as the master user, whom the proxy does not know."""
         role = aws.iam.Role(
             f"{name}-proxy",
             assume_role_policy=assume_role_policy("rds.amazonaws.com"),

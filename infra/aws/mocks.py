@@ -8,20 +8,23 @@ from ..endpoints import DATABASE_PORT
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
-    def __init__(self):
+    """`stored`: {resource name: {property: value}} kept from an earlier run, as the engine keeps a
+    property under `ignore_changes` (the new input is replaced with the stored one before the program
+    sees the output). The mocks cannot see resource options, so the caller names what to keep."""
+
+    def __init__(self, stored: dict[str, dict] | None = None):
         self.resources: list[pulumi.runtime.MockResourceArgs] = []
+        self.stored = stored or {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         self.resources.append(args)
         name = args.name
-        state = dict(args.inputs)
+        state = {**dict(args.inputs), **self.stored.get(name, {})}
         state.setdefault("arn", f"arn:aws:mock:us-east-1:123456789012:{args.typ.split(':')[-1].lower()}/{name}")
         state.setdefault("name", name)
         state.setdefault("id", f"{name}-id")
         if args.typ == "aws:rds/instance:Instance":
-            state.update(identifier=name, address=f"{name}.abc123.us-east-1.rds.amazonaws.com", port=DATABASE_PORT,
-                         masterUserSecrets=[{"secretArn": f"arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!{name}",
-                                             "kmsKeyId": "k", "secretStatus": "active"}])
+            state.update(identifier=name, address=f"{name}.abc123.us-east-1.rds.amazonaws.com", port=DATABASE_PORT)
         if args.typ == "aws:lb/loadBalancer:LoadBalancer":
             state.update(dnsName=f"{name}.elb.amazonaws.com", arnSuffix=f"app/{name}/0123")
         if args.typ == "aws:ecr/repository:Repository":
@@ -53,14 +56,14 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return found[0]
 
 
-def render_stack(spec, project: str = "mlflow-tracking", capacity=None):
+def render_stack(spec, project: str = "mlflow-tracking", capacity=None, mocks: RecordingMocks | None = None):
     """Build MlflowTracking for a validated spec under the mocks, as `pulumi preview` would.
 
     Returns the mocks (every resource's inputs), the component, the URNs, and the resolved
     outputs (tracking_uri, ui_url, primary_endpoint, replica_endpoints, client sg, bucket)."""
     from .tracking import MlflowTracking, MlflowTrackingArgs
 
-    mocks = RecordingMocks()
+    mocks = mocks or RecordingMocks()
     pulumi.runtime.set_mocks(mocks, project=project, stack=spec.name, preview=False)
     holder: dict = {}
 

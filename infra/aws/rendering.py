@@ -9,7 +9,8 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from ..endpoints import AUTH_DIR_ENV, AUTH_ENV, AUTH_SECRET_ARN_ENV, AUTH_SECRET_KEYS, DATABASE_NAME
+from ..endpoints import (APP_PASSWORD_ENV, APP_USERNAME_ENV, AUTH_DIR_ENV, AUTH_ENV, AUTH_SECRET_ARN_ENV, AUTH_SECRET_KEYS,
+                         DATABASE_NAME, MASTER_SECRET_ARN_ENV)
 from ..planning.plan import TierPlan
 
 ENTRYPOINT = "mlflow-infra-entrypoint"
@@ -32,11 +33,18 @@ class Runtime:
     db_port: int
     replica_host: str | None
     secret_arn: str
+    """The servers' secret: the application role's JSON username and password."""
     log_group: str
     artifacts_destination: str
     load_balancer_host: str
     auth_secret_arn: str | None = None
     """The basic-auth secret (JSON secret_key, admin_username, admin_password); tiers with auth need it."""
+    master_secret_arn: str | None = None
+    """The master user's secret: the migrate step logs in with it and creates (or updates) the
+    application role from `secret_arn`. None: the migrate step logs in with `secret_arn` and manages no role."""
+    primary_host: str | None = None
+    """The primary's own address, for the migrate step (RDS Proxy, if any, authenticates the app role
+    only); None: `db_host`."""
 
 
 def database_environment(rt: Runtime, reads_from_replica: bool) -> dict[str, str]:
@@ -53,10 +61,18 @@ def server_environment(tier: TierPlan, rt: Runtime) -> dict[str, str]:
             "MLFLOW_LOAD_BALANCER_HOST": rt.load_balancer_host}
 
 
-def secrets(secret_arn: str) -> list[dict[str, str]]:
-    """The RDS-managed master secret's JSON keys, injected by ECS: never in plain environment."""
-    return [{"name": "DB_USERNAME", "valueFrom": f"{secret_arn}:username::"},
-            {"name": "DB_PASSWORD", "valueFrom": f"{secret_arn}:password::"}]
+def secrets(secret_arn: str, username: str = "DB_USERNAME", password: str = "DB_PASSWORD") -> list[dict[str, str]]:
+    """A database secret's JSON keys (username, password), injected by ECS: never in plain environment."""
+    return [{"name": username, "valueFrom": f"{secret_arn}:username::"},
+            {"name": password, "valueFrom": f"{secret_arn}:password::"}]
+
+
+def migrate_secrets(rt: Runtime) -> list[dict[str, str]]:
+    """The migrate container's: it logs in as the master user (DB_*) and sets the application role
+    up from the app secret (APP_DB_*). Without a master secret, the app secret alone, as before."""
+    if not rt.master_secret_arn:
+        return secrets(rt.secret_arn)
+    return [*secrets(rt.master_secret_arn), *secrets(rt.secret_arn, APP_USERNAME_ENV, APP_PASSWORD_ENV)]
 
 
 def _auth_secret_arn(tier: TierPlan, rt: Runtime) -> str | None:
@@ -78,8 +94,10 @@ def auth_secrets(tier: TierPlan, rt: Runtime) -> list[dict[str, str]]:
 
 
 def migrate_environment(tier: TierPlan, rt: Runtime) -> dict[str, str]:
-    """The database, and whether the basic-auth user store is migrated too."""
+    """The database (the primary itself, not RDS Proxy), and whether the basic-auth user store is migrated too."""
     env = database_environment(rt, reads_from_replica=False)
+    if rt.primary_host:
+        env["DB_HOST"] = rt.primary_host
     if AUTH_ENV in tier.server.environment:
         env[AUTH_ENV] = tier.server.environment[AUTH_ENV]
     return env
@@ -103,7 +121,7 @@ def container_definitions(tier: TierPlan, rt: Runtime) -> list[dict]:
         "entryPoint": [ENTRYPOINT],
         "command": ["migrate"],
         "environment": _pairs(migrate_environment(tier, rt)),
-        "secrets": secrets(rt.secret_arn),
+        "secrets": migrate_secrets(rt),
         "logConfiguration": logs,
     }
     main = {
@@ -157,6 +175,13 @@ def user_data(tier: TierPlan, rt: Runtime, package_spec: str, mlflow_version: st
     server, role = tier.server, tier.role
     # no ECS secret injection on EC2: the entrypoint reads the secrets with the instance role
     env = {**server_environment(tier, rt), "DB_SECRET_ARN": rt.secret_arn, "AWS_DEFAULT_REGION": rt.region}
+    # the migrate unit only: the master secret, and the primary itself rather than RDS Proxy
+    migrate_env = {}
+    if rt.master_secret_arn:
+        migrate_env[MASTER_SECRET_ARN_ENV] = rt.master_secret_arn
+    if rt.primary_host:
+        migrate_env["DB_HOST"] = rt.primary_host
+    migrate_env_file = "\n".join(f"{k}={v}" for k, v in sorted(migrate_env.items()))
     auth_arn = _auth_secret_arn(tier, rt)
     runtime_dir = ""
     if auth_arn:
@@ -181,6 +206,10 @@ cat > /etc/mlflow/{role}.env <<'ENV'
 {env_file}
 ENV
 chmod 0640 /etc/mlflow/{role}.env
+cat > /etc/mlflow/migrate.env <<'ENV'
+{migrate_env_file}
+ENV
+chmod 0640 /etc/mlflow/migrate.env
 
 cat > /etc/systemd/system/mlflow-migrate.service <<'UNIT'
 [Unit]
@@ -193,6 +222,8 @@ Type=oneshot
 RemainAfterExit=yes
 User=mlflow
 EnvironmentFile=/etc/mlflow/{role}.env
+# later files win: the master secret's ARN and the primary's address, for this unit only
+EnvironmentFile=/etc/mlflow/migrate.env
 ExecStart=/opt/mlflow/venv/bin/{ENTRYPOINT} migrate
 UNIT
 

@@ -65,7 +65,8 @@ class ServiceArgs:
     replica_endpoints: list[pulumi.Input[str]]
     """Read replicas' addresses; the UI tier reads from them when its tier plan says so."""
     secret_arn: pulumi.Input[str]
-    """The database's master-user secret (username and password keys), injected by ECS or read on EC2."""
+    """The servers' database secret (JSON username and password of the application role), injected by
+    ECS or read on EC2."""
     kms_key_arn: pulumi.Input[str]
     """The key that encrypts the secret (and the basic-auth secret)."""
     bucket_arn: pulumi.Input[str]
@@ -81,6 +82,13 @@ class ServiceArgs:
     production: bool = True
     """Deletion protection on the load balancers; the image repository is never force-deleted."""
     tags: dict[str, str] = field(default_factory=dict)
+    master_secret_arn: pulumi.Input[str] | None = None
+    """The master user's secret (JSON username, password), for the migrate step only: it logs in with it
+    and creates the application role of `secret_arn` (or sets its password). None: the migrate step
+    logs in with `secret_arn` and manages no role (a database whose owner the servers log in as)."""
+    db_primary_address: pulumi.Input[str] | None = None
+    """The primary's own address, where the migrate step connects when `db_endpoint` is RDS Proxy
+    (which authenticates the application role only); None: `db_endpoint`."""
     auth_secret_arn: pulumi.Input[str] | None = None
     """Tiers with basic-auth only (tracking.auth: basic): a secret with JSON keys secret_key,
     admin_username and admin_password, encrypted with `kms_key_arn`. None generates one."""
@@ -165,10 +173,10 @@ class TrackingService(pulumi.ComponentResource):
         region = aws.get_region_output().region
         return pulumi.Output.all(self.image, region, args.db_endpoint, replica, args.secret_arn, log_group,
                                  args.artifacts_destination, self.fleets[role].load_balancer.dns_name,
-                                 self.auth_secret_arn or "").apply(
+                                 self.auth_secret_arn or "", args.master_secret_arn or "", args.db_primary_address or "").apply(
             lambda v: Runtime(image=v[0], region=v[1], db_host=v[2], db_port=DATABASE_PORT, replica_host=v[3] or None,
                               secret_arn=v[4], log_group=v[5], artifacts_destination=v[6], load_balancer_host=v[7],
-                              auth_secret_arn=v[8] or None))
+                              auth_secret_arn=v[8] or None, master_secret_arn=v[9] or None, primary_host=v[10] or None))
 
     def _task_role(self, name: str, tier: TierPlan, args: ServiceArgs, assume: str) -> aws.iam.Role:
         role = tier.role
@@ -179,13 +187,16 @@ class TrackingService(pulumi.ComponentResource):
         return task_role
 
     def _secret_policy(self, args: ServiceArgs) -> pulumi.Output[str]:
-        """Read the database secret (and the basic-auth secret) and decrypt them, nothing else."""
-        if self.auth_secret_arn is None:
+        """Read exactly the secrets the task's containers (the instance's units) need, and decrypt them:
+        the app secret (servers), the master secret (the migrate step, which runs in every task and
+        on every instance), and the basic-auth secret when a tier uses it."""
+        readable = [args.secret_arn, *(a for a in (args.master_secret_arn, self.auth_secret_arn) if a is not None)]
+        if len(readable) == 1:
             return secret_read_policy(args.secret_arn, args.kms_key_arn)
-        return pulumi.Output.all(args.secret_arn, self.auth_secret_arn, args.kms_key_arn).apply(lambda v: json.dumps({
+        return pulumi.Output.all(args.kms_key_arn, *readable).apply(lambda v: json.dumps({
             "Version": "2012-10-17", "Statement": [
-                {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": [v[0], v[1]]},
-                {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": v[2]}]}))
+                {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": list(v[1:])},
+                {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": v[0]}]}))
 
     # -- ECS Fargate ---------------------------------------------------------------------------------
     def _ecs_service(self, name: str, tier: TierPlan, args: ServiceArgs) -> None:
@@ -194,8 +205,8 @@ class TrackingService(pulumi.ComponentResource):
         execution = aws.iam.Role(f"{name}-{role}-execution", assume_role_policy=ASSUME_ECS_TASKS,
                                  managed_policy_arns=["arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"],
                                  tags=tags, opts=self._child)
-        # ECS reads the master secret to inject DB_USERNAME/DB_PASSWORD (and the basic-auth secret's
-        # keys): the task itself never can
+        # ECS reads the secrets to inject DB_USERNAME/DB_PASSWORD (app role into the server, master into
+        # the migrate container) and the basic-auth secret's keys: the task itself never can
         aws.iam.RolePolicy(f"{name}-{role}-secret", role=execution.id, policy=self._secret_policy(args), opts=self._child)
         task_role = self._task_role(name, tier, args, ASSUME_ECS_TASKS)
         definitions = self._runtime(role, args, logs.name).apply(lambda rt: json.dumps(container_definitions(tier, rt)))
@@ -237,7 +248,8 @@ class TrackingService(pulumi.ComponentResource):
         role, tags, fleet = tier.role, args.tags, self.fleets[tier.role]
         logs = aws.cloudwatch.LogGroup(f"{name}-{role}", retention_in_days=LOG_RETENTION_DAYS, tags=tags, opts=self._child)
         instance_role = self._task_role(name, tier, args, ASSUME_EC2)
-        # the instance reads the master secret (and the basic-auth secret) itself (no ECS injection on EC2)
+        # the instance reads the secrets itself (no ECS injection on EC2): the app secret for the server,
+        # the master secret for the migrate unit, and the basic-auth secret
         aws.iam.RolePolicy(f"{name}-{role}-secret", role=instance_role.id, policy=self._secret_policy(args), opts=self._child)
         aws.iam.RolePolicyAttachment(f"{name}-{role}-ssm", role=instance_role.name,
                                      policy_arn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore", opts=self._child)

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .postgres import LocalPostgres, bin_dir, build_has_lz4
-from ..endpoints import AUTH_ADMIN_USERNAME, AUTH_DIR_ENV, AUTH_ENV, AUTH_SECRET_KEYS, DATABASE_NAME, new_auth_secret
+from ..endpoints import (APP_DATABASE_USERNAME, APP_PASSWORD_ENV, APP_USERNAME_ENV, AUTH_ADMIN_USERNAME, AUTH_DIR_ENV,
+                         AUTH_ENV, AUTH_SECRET_KEYS, DATABASE_NAME, new_auth_secret, new_database_secret)
 from ..planning.parameters import Parameter, server_settings
 from ..planning.plan import CapacityPlan, plan
 from ..planning.server_command import HEALTH_PATH, PRIMARY_URI_ENV, REPLICA_URI_ENV, ServerSettings
@@ -31,17 +32,23 @@ STATE_FORMAT = 1
 SUPERUSER = "postgres"
 # the entrypoint insists on a password, as on RDS; trust authentication on 127.0.0.1 ignores it
 LOCAL_PASSWORD = "local-trust-auth"
-# only the superuser, only from this machine: the topology is a laptop or CI bed, not a shared server
-HBA = """# mlflow-infra local topology
+# the superuser (the migrate step's master user) without a password, the servers' application role
+# with its password (SCRAM), only from this machine: the topology is a laptop or CI bed, not a shared
+# server. Written to the replicas too: the UI reads from one as the app role.
+HBA = f"""# mlflow-infra local topology
 local all postgres trust
 host all postgres 127.0.0.1/32 trust
 host replication postgres 127.0.0.1/32 trust
+host {DATABASE_NAME} {APP_DATABASE_USERNAME} 127.0.0.1/32 scram-sha-256
 """
 SERVER_START_TIMEOUT_S = 180  # four workers importing MLflow on a 2 vCPU box take 20-40 s
 REPLICA_CATCH_UP_TIMEOUT_S = 60
 WARM_UP_PATH = "/api/2.0/mlflow/experiments/search?max_results=1"
 # tracking.auth basic: the generated Flask secret key and admin user, kept under the root and reused
 AUTH_FILE = "auth.json"
+# the servers' database role: JSON username, password (mode 0600), what the app secret holds on AWS;
+# a new password written here is what `migrate` sets and restarted servers use (README "Rotating database passwords")
+DATABASE_FILE = "database.json"
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
 
@@ -65,6 +72,7 @@ class TopologyState:
     skipped_parameters: list[str]
     adapted_parameters: list[str]
     auth_file: str | None = None   # tracking.auth basic: JSON admin_username, admin_password (mode 0600)
+    database_file: str | None = None   # the servers' role: JSON username, password (mode 0600)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,10 +146,13 @@ def local_command(command: Sequence[str], port: int, prometheus_dir: Path) -> li
     return local
 
 
-def database_env(primary_port: int, replica_port: int | None) -> dict[str, str]:
-    """The entrypoint's DB_* variables for the local servers (no TLS: nothing leaves 127.0.0.1)."""
-    env = {"DB_HOST": "127.0.0.1", "DB_PORT": str(primary_port), "DB_NAME": DATABASE_NAME, "DB_USERNAME": SUPERUSER,
-           "DB_PASSWORD": LOCAL_PASSWORD, "DB_SSLMODE": "disable"}
+def database_env(primary_port: int, replica_port: int | None, credentials: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The entrypoint's DB_* variables (no TLS: nothing leaves 127.0.0.1): as the application role
+    when its `credentials` (username, password) are given, as the servers get them; else as the
+    superuser, the migrate step's master user."""
+    user, password = (credentials["username"], credentials["password"]) if credentials else (SUPERUSER, LOCAL_PASSWORD)
+    env = {"DB_HOST": "127.0.0.1", "DB_PORT": str(primary_port), "DB_NAME": DATABASE_NAME, "DB_USERNAME": user,
+           "DB_PASSWORD": password, "DB_SSLMODE": "disable"}
     if replica_port is not None:
         env.update({"DB_REPLICA_HOST": "127.0.0.1", "DB_REPLICA_PORT": str(replica_port)})
     return env
@@ -261,7 +272,25 @@ class LocalTopology:
     def auth_credentials(self) -> dict[str, str]:
         """The topology's secret key and admin user: generated on the first `up` (mode 0600), then reused,
         since the admin user is created once in the user store and the servers must share the key."""
-        path = self.auth_file
+        return self._credentials(self.auth_file, tuple(AUTH_SECRET_KEYS.values()), lambda: new_auth_secret(AUTH_ADMIN_USERNAME))
+
+    @property
+    def database_file(self) -> Path:
+        return self.root / DATABASE_FILE
+
+    def database_credentials(self) -> dict[str, str]:
+        """The servers' role (username, password), as the app secret holds it on AWS: generated on the
+        first `up` (mode 0600), then reused; `migrate` sets the role's password to what it holds."""
+        return self._credentials(self.database_file, ("username", "password"),
+                                 lambda: new_database_secret(APP_DATABASE_USERNAME))
+
+    def write_database_password(self, password: str) -> None:
+        """Rotation's first step, as `aws secretsmanager put-secret-value` on AWS: a new password in the
+        credentials file; `migrate` then sets it, and restarted servers use it."""
+        credentials = {**self.database_credentials(), "password": password}
+        self._write_private(self.database_file, credentials)
+
+    def _credentials(self, path: Path, keys: tuple[str, ...], new: Callable[[], dict[str, str]]) -> dict[str, str]:
         try:
             credentials = json.loads(path.read_text())
         except FileNotFoundError:
@@ -270,18 +299,22 @@ class LocalTopology:
             raise LocalTopologyError(f"{path} is unreadable ({exc}); remove it, or the whole {self.root}") from None
         if credentials is not None:
             if not (isinstance(credentials, dict) and all(isinstance(credentials.get(k), str) and credentials.get(k)
-                                                          for k in AUTH_SECRET_KEYS.values())):
-                raise LocalTopologyError(f"{path} lacks {', '.join(AUTH_SECRET_KEYS.values())}; remove it, or the whole {self.root}")
+                                                          for k in keys)):
+                raise LocalTopologyError(f"{path} lacks {', '.join(keys)}; remove it, or the whole {self.root}")
             return credentials
-        credentials = new_auth_secret(AUTH_ADMIN_USERNAME)
+        credentials = new()
+        self._write_private(path, credentials)
+        return credentials
+
+    def _write_private(self, path: Path, credentials: Mapping[str, str]) -> None:
+        """`credentials` as JSON in a mode 0600 file, written then renamed into place."""
         self.root.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".json.partial")
         partial.unlink(missing_ok=True)
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
-            out.write(json.dumps(credentials, indent=2) + "\n")
+            out.write(json.dumps(dict(credentials), indent=2) + "\n")
         partial.replace(path)
-        return credentials
 
     def _authorization(self) -> str | None:
         if not self.basic_auth:
@@ -376,8 +409,9 @@ class LocalTopology:
         settings = self.settings()
         state = self._new_state(previous, settings)
         started: list[str] = []
+        self.database_credentials()  # before anything starts: an unreadable file stops nothing
         if self.basic_auth:
-            self.auth_credentials()  # before anything starts: an unreadable file stops nothing
+            self.auth_credentials()
         try:
             self._up_databases(state, running, started, settings, say)
             servers = [s["name"] for s in state["servers"]]
@@ -483,11 +517,29 @@ class LocalTopology:
     def _base_environment(self) -> dict[str, str]:
         return base_environment(self._environ, Path(sys.executable).parent)
 
+    def migrate(self, progress: Progress | None = None) -> None:
+        """`mlflow-infra-entrypoint migrate` against the running primary, as the master user (the
+        superuser): the app role created or its password set from the credentials file, the schema
+        upgraded, the indexes applied, the tables handed to the app role. What `up` runs, and rotation's
+        second step."""
+        self._migrate(progress or (lambda line: None))
+
+    def restart_servers(self, progress: Progress | None = None) -> TopologyState:
+        """Stop the API and UI servers and start them again (they read the credentials file anew):
+        rotation's last step. The databases keep running; `up` migrates first, as always."""
+        state = self.read_state()
+        if state is None:
+            raise LocalTopologyError(f"{self.root} has no state.json; bring the topology up first")
+        self._stop(state, only={s["name"] for s in state["servers"]})
+        return self.up(progress)
+
     def _migrate(self, say: Progress) -> None:
-        say("migrating the mlflow database (mlflow db upgrade, then the planned indexes)")
+        say("migrating the mlflow database (the app role, mlflow db upgrade, then the planned indexes)")
         log = self.logs_dir / "migrate.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        env = {**self._base_environment(), **database_env(self.ports["primary"], None)}
+        app = self.database_credentials()
+        env = {**self._base_environment(), **database_env(self.ports["primary"], None),
+               APP_USERNAME_ENV: app["username"], APP_PASSWORD_ENV: app["password"]}
         if self.basic_auth:  # the basic-auth user store is created under the migration's lock, as on AWS
             env[AUTH_ENV] = "basic"
         with log.open("ab") as out:
@@ -524,7 +576,8 @@ class LocalTopology:
         say(f"starting the {name} server on {server['url']} ({workers} workers{reads}; open files {nofile:,}{capped})")
         prometheus_dir = self.prometheus_dir(name)
         command = local_command(settings.command, port, prometheus_dir)
-        env = server_environment(settings, self._base_environment(), database_env(self.ports["primary"], replica_port),
+        env = server_environment(settings, self._base_environment(),
+                                 database_env(self.ports["primary"], replica_port, self.database_credentials()),
                                  self.artifacts_dir, prometheus_dir)
         if settings.auth_secret_environment:
             # what ECS injects from the auth secret; the entrypoint writes the auth ini (user store on the
@@ -580,7 +633,8 @@ class LocalTopology:
                              replica_uris=[d["uri"] for d in state["databases"][1:]],
                              skipped_parameters=list(state["skipped_parameters"]),
                              adapted_parameters=list(state["adapted_parameters"]),
-                             auth_file=str(self.auth_file) if self.basic_auth else None)
+                             auth_file=str(self.auth_file) if self.basic_auth else None,
+                             database_file=str(self.database_file))
 
     # --- status and down --------------------------------------------------------------------------
     def status(self) -> dict:

@@ -8,7 +8,7 @@ from . import catalogue
 from .connections import ConnectionBudget
 from .sizing import GP3_STRIPED_BASELINE, DatabaseClass, FleetPlan, StoragePlan
 
-SECRETS = 1             # the RDS-managed master user secret
+SECRETS = 2             # the database's master and application-role secrets (infra/aws/credentials.py)
 KMS_KEYS = 2            # the database's (storage, Performance Insights, secret) and the alarm topic's
 LOAD_BALANCERS = 2      # API (internal) and UI
 
@@ -84,7 +84,7 @@ def estimate(*, region: str, db: DatabaseClass, multi_az: bool, replicas: int, s
     lines.append(CostLine("monitoring and secrets",
                           alarms * p["cloudwatch_alarm_month"] + p["cloudwatch_dashboard_month"]
                           + SECRETS * p["secrets_manager_secret_month"] + KMS_KEYS * p["kms_key_month"],
-                          f"{alarms} alarms, 1 dashboard, {SECRETS} secret, {KMS_KEYS} KMS keys"))
+                          f"{alarms} alarms, 1 dashboard, {SECRETS} secrets, {KMS_KEYS} KMS keys"))
     total = sum(line.monthly_usd for line in lines)
     burst = sum(_fleet_hourly(f, p) * (f.max_count - f.min_count) * hours for f in (api, ui))
     notes = ["fleets at their minimum count; S3 artifact storage and data transfer depend on use and are not included",

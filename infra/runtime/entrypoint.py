@@ -3,20 +3,31 @@
   mlflow-infra-entrypoint server -- mlflow server ...   compose the database URIs into the
                                                         environment, fill the command's
                                                         placeholders, then exec the command
-  mlflow-infra-entrypoint migrate                       mlflow db upgrade, then the index migration,
-                                                        then (MLFLOW_INFRA_AUTH=basic) the basic-auth
-                                                        user store's upgrade, all under one advisory lock
+  mlflow-infra-entrypoint migrate                       the application role (when given), mlflow db
+                                                        upgrade, the index migration, (MLFLOW_INFRA_AUTH=
+                                                        basic) the basic-auth user store's upgrade, then
+                                                        the app role made owner of it all, under one
+                                                        advisory lock
 
 Environment:
   DB_HOST, DB_PORT (5432), DB_NAME (mlflow), DB_SSLMODE (require)   the primary database
   DB_USERNAME, DB_PASSWORD   credentials; when either is absent, read from DB_SECRET_ARN
-  DB_SECRET_ARN              a Secrets Manager secret with JSON username and password (RDS-managed)
+  DB_SECRET_ARN              a Secrets Manager secret with JSON username and password (the servers' app role)
   DB_REPLICA_HOST            when set, the UI's read replica (same name and credentials)
   DB_REPLICA_PORT            the replica's port (default: DB_PORT; the local topology gives each server its own)
   MLFLOW_ARTIFACTS_DESTINATION   fills {artifacts_destination}
   MLFLOW_LOAD_BALANCER_HOST      fills {load_balancer_host} as HOST and HOST:* (MLflow's host check compares the
                                  whole Host header, port included); when empty, that --allowed-hosts entry is dropped
   PROMETHEUS_MULTIPROC_DIR       created if missing, and its stale metric files removed
+
+migrate only (the servers log in as an application role; the migration as the master user):
+  DB_MASTER_SECRET_ARN       the master user's secret (JSON username, password): where DB_USERNAME and
+                             DB_PASSWORD come from when absent (EC2); the app role is then DB_SECRET_ARN's
+  APP_DB_USERNAME, APP_DB_PASSWORD
+                             the application role (ECS injects them from the app secret): created with
+                             LOGIN and this password, or its password set to this one (rotation), granted
+                             CONNECT and schema public USAGE/CREATE, and made owner of every table, view,
+                             sequence and type in public after the upgrade. Neither given: no role is managed.
 
 With `--app-name basic-auth` in the command (tracking.auth: basic):
   MLFLOW_FLASK_SERVER_SECRET_KEY, AUTH_ADMIN_USERNAME, AUTH_ADMIN_PASSWORD
@@ -46,7 +57,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
-from ..endpoints import AUTH_APP, AUTH_DIR_ENV, AUTH_ENV, AUTH_SECRET_ARN_ENV, AUTH_SECRET_KEYS, DATABASE_NAME, DATABASE_PORT
+from ..endpoints import (APP_PASSWORD_ENV, APP_USERNAME_ENV, AUTH_APP, AUTH_DIR_ENV, AUTH_ENV, AUTH_SECRET_ARN_ENV,
+                         AUTH_SECRET_KEYS, DATABASE_NAME, DATABASE_PORT, MASTER_SECRET_ARN_ENV)
 from ..planning.server_command import ARTIFACTS_PLACEHOLDER, LOAD_BALANCER_HOST_PLACEHOLDER, PRIMARY_URI_ENV, REPLICA_URI_ENV
 
 EXIT_FAILED = 1
@@ -146,15 +158,15 @@ def secret_region(arn: str) -> str | None:
     return parts[3] if len(parts) >= 7 and parts[0] == "arn" and parts[3] else None
 
 
-def parse_secret(text: str, arn: str) -> dict[str, str]:
-    """DB_USERNAME and DB_PASSWORD from a secret's JSON, as RDS-managed master secrets store them."""
+def parse_secret(text: str, arn: str, variable: str = "DB_SECRET_ARN") -> dict[str, str]:
+    """DB_USERNAME and DB_PASSWORD from a secret's JSON (the stack's database secrets use RDS's format)."""
     expected = 'expected JSON {"username": ..., "password": ...} as RDS-managed secrets hold'
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
-        raise EntrypointError(f"DB_SECRET_ARN {arn}: the secret is not JSON; {expected}") from None
+        raise EntrypointError(f"{variable} {arn}: the secret is not JSON; {expected}") from None
     if not isinstance(data, dict) or not all(isinstance(data.get(k), str) and data.get(k) for k in ("username", "password")):
-        raise EntrypointError(f"DB_SECRET_ARN {arn}: the secret lacks a username or password; {expected}")
+        raise EntrypointError(f"{variable} {arn}: the secret lacks a username or password; {expected}")
     return {"DB_USERNAME": data["username"], "DB_PASSWORD": data["password"]}
 
 
@@ -176,10 +188,14 @@ def fetch_secret(arn: str) -> dict[str, str]:
     return parse_secret(_secret_string(arn, "DB_SECRET_ARN", "set DB_USERNAME and DB_PASSWORD"), arn)
 
 
-def with_credentials(env: Mapping[str, str], fetch=fetch_secret) -> dict[str, str]:
-    """`env` with DB_USERNAME/DB_PASSWORD filled from DB_SECRET_ARN where they are absent."""
+def fetch_master_secret(arn: str) -> dict[str, str]:
+    return parse_secret(_secret_string(arn, MASTER_SECRET_ARN_ENV, "set DB_USERNAME and DB_PASSWORD"), arn, MASTER_SECRET_ARN_ENV)
+
+
+def with_credentials(env: Mapping[str, str], fetch=fetch_secret, variable: str = "DB_SECRET_ARN") -> dict[str, str]:
+    """`env` with DB_USERNAME/DB_PASSWORD filled from the secret `variable` names where they are absent."""
     resolved = dict(env)
-    arn = _value(env, "DB_SECRET_ARN")
+    arn = _value(env, variable)
     if arn and not (_value(env, "DB_USERNAME") and _value(env, "DB_PASSWORD")):
         secret = fetch(arn)
         for name in ("DB_USERNAME", "DB_PASSWORD"):  # a variable that is set wins over the secret
@@ -373,8 +389,41 @@ def run_server(command: Sequence[str], env: Mapping[str, str]) -> int:
 # ---------------------------------------------------------------------------------------------
 # migrate
 
+def app_credentials(env: Mapping[str, str], fetch=fetch_secret) -> tuple[str, str] | None:
+    """The application role the migration sets up: APP_DB_USERNAME/APP_DB_PASSWORD (ECS), else, with
+    DB_MASTER_SECRET_ARN set (EC2), DB_SECRET_ARN's pair; None when neither is given."""
+    user, password = _value(env, APP_USERNAME_ENV), _value(env, APP_PASSWORD_ENV)
+    if user or password:
+        if not (user and password):
+            raise EntrypointError(f"{APP_USERNAME_ENV} and {APP_PASSWORD_ENV} go together; set both or neither")
+        return user, password
+    arn = _value(env, "DB_SECRET_ARN")
+    if _value(env, MASTER_SECRET_ARN_ENV) and arn:
+        secret = fetch(arn)
+        return secret["DB_USERNAME"], secret["DB_PASSWORD"]
+    return None
+
+
+def migrate_credentials(env: Mapping[str, str], fetch_master=fetch_master_secret,
+                        fetch_app=fetch_secret) -> tuple[dict[str, str], tuple[str, str] | None]:
+    """The migration's environment (DB_USERNAME/DB_PASSWORD: the master user when DB_MASTER_SECRET_ARN
+    is set, else as the server resolves them) and the application role to set up, if any."""
+    app = app_credentials(env, fetch_app)
+    if _value(env, MASTER_SECRET_ARN_ENV):
+        resolved = with_credentials(env, fetch_master, MASTER_SECRET_ARN_ENV)
+    else:
+        resolved = with_credentials(env, fetch_app)
+    if app and _value(resolved, "DB_USERNAME") == app[0]:
+        raise EntrypointError(f"{APP_USERNAME_ENV} {app[0]!r} is the user the migration logs in as; expected the"
+                              " master user in DB_USERNAME (or DB_MASTER_SECRET_ARN) and the servers' role in"
+                              f" {APP_USERNAME_ENV}")
+    return resolved, app
+
+
 def run_migrate(env: Mapping[str, str]) -> int:
-    env = with_credentials(env)
+    env, app = migrate_credentials(env)
+    # the server-side variables are not passed on to mlflow's own processes
+    env = {k: v for k, v in env.items() if k not in (APP_USERNAME_ENV, APP_PASSWORD_ENV)}
     auth = _value(env, AUTH_ENV)
     if auth not in ("", "none", "basic"):
         raise EntrypointError(f"{AUTH_ENV} {auth!r} is not allowed; expected none or basic")
@@ -385,12 +434,15 @@ def run_migrate(env: Mapping[str, str]) -> int:
     except ImportError:
         raise EntrypointError("migrate needs psycopg 3; install 'psycopg[binary]'") from None
     from ..planning.indexes import index_migration
-    from .migrate import apply_index_migration, migration_lock
+    from .migrate import apply_index_migration, ensure_app_role, give_ownership, migration_lock
 
     migration = index_migration()
+    owned: list[str] = []
     try:
         # every task may run migrate at once: the lock also serialises mlflow's table creation
         with migration_lock(uri, migration.advisory_lock_key) as conn:
+            if app:  # first: a new password (rotation) works as soon as possible
+                ensure_app_role(conn, *app)
             upgrade = subprocess.run([sys.executable, "-c", DB_UPGRADE_CODE], env={**env, PRIMARY_URI_ENV: uri})
             if upgrade.returncode != 0:
                 raise EntrypointError(f"mlflow db upgrade failed with exit code {upgrade.returncode}; its output is above",
@@ -403,10 +455,13 @@ def run_migrate(env: Mapping[str, str]) -> int:
                 if upgrade.returncode != 0:
                     raise EntrypointError(f"the basic-auth user store upgrade failed with exit code {upgrade.returncode};"
                                           " its output is above", EXIT_FAILED)
+            if app:  # after the upgrade: the tables it created are the master user's until now
+                owned = give_ownership(conn, app[0])
     except (psycopg.Error, ValueError) as exc:
         raise EntrypointError(f"migration failed: {_one_line(exc)}", EXIT_FAILED) from None
     print(f"mlflow-infra-entrypoint: schema upgraded; index migration applied ({len(statements)} statements)"
-          + ("; basic-auth user store upgraded" if auth else ""), file=sys.stderr)
+          + ("; basic-auth user store upgraded" if auth else "")
+          + (f"; role {app[0]} set up, {len(owned)} objects handed to it" if app else ""), file=sys.stderr)
     return 0
 
 

@@ -73,3 +73,74 @@ def run_index_migration(uri: str, migration: IndexMigration | None = None) -> li
     migration = migration or index_migration()
     with migration_lock(uri, migration.advisory_lock_key) as conn:
         return apply_index_migration(conn, migration)
+
+
+# ---------------------------------------------------------------------------------------------
+# the application role: what the servers log in as (see README "Rotating database passwords")
+
+# what the app role owns after a migration: MLflow's tables, views and sequences (and basic-auth's),
+# and enum or domain types, in schema public; never an extension's objects (pg_stat_statements' views
+# live in public too) and never a sequence owned by a column (it follows its table's owner)
+_OWNED_ELSEWHERE_SQL = """
+SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END,
+       c.relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S') AND c.relowner <> %(role)s::regrole
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                  AND (d.deptype = 'e' OR (c.relkind = 'S' AND d.deptype IN ('a', 'i'))))
+UNION ALL
+SELECT 'TYPE', t.typname
+FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+WHERE n.nspname = 'public' AND t.typtype IN ('e', 'd') AND t.typowner <> %(role)s::regrole
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')
+ORDER BY 1, 2
+"""
+
+
+def password_verifier(conn, role: str, password: str) -> str:
+    """The SCRAM-SHA-256 verifier of `password`, computed client-side by libpq (PQencryptPasswordConn,
+    as psql's \\password does): the cleartext never reaches the server, so no statement log can hold it."""
+    return conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256").decode()
+
+
+def ensure_app_role(conn, role: str, password: str) -> list[str]:
+    """Create `role` (LOGIN, no other attribute) with `password`, or set its password to `password`:
+    the secret's current value is always the one that works. Then CONNECT on this database, USAGE and
+    CREATE on schema public, and the migrating user made a member of the role (so it can hand objects to
+    it and keep altering them: on RDS the master user is no superuser). Idempotent. Returns the
+    statements executed, the password shown as '***'."""
+    from psycopg import sql
+
+    ident = sql.Identifier(role)
+    verifier = sql.Literal(password_verifier(conn, role, password))
+    executed: list[str] = []
+
+    def run(statement, shown: str) -> None:
+        conn.execute(statement)
+        executed.append(shown)
+
+    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+    if exists:
+        run(sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(ident, verifier), f"ALTER ROLE {role} WITH LOGIN PASSWORD ***")
+    else:
+        run(sql.SQL("CREATE ROLE {} WITH LOGIN PASSWORD {}").format(ident, verifier), f"CREATE ROLE {role} WITH LOGIN PASSWORD ***")
+    database = conn.execute("SELECT current_database()").fetchone()[0]
+    run(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(database), ident),
+        f"GRANT CONNECT ON DATABASE {database} TO {role}")
+    run(sql.SQL("GRANT USAGE, CREATE ON SCHEMA public TO {}").format(ident), f"GRANT USAGE, CREATE ON SCHEMA public TO {role}")
+    if not conn.execute("SELECT pg_has_role(current_user, %s, 'USAGE')", (role,)).fetchone()[0]:
+        run(sql.SQL("GRANT {} TO CURRENT_USER").format(ident), f"GRANT {role} TO CURRENT_USER")
+    return executed
+
+
+def give_ownership(conn, role: str) -> list[str]:
+    """ALTER ... OWNER TO `role` for every object in schema public it does not own yet (see
+    _OWNED_ELSEWHERE_SQL); a table's indexes and column sequences follow it. Returns the statements."""
+    from psycopg import sql
+
+    executed: list[str] = []
+    for kind, name in conn.execute(_OWNED_ELSEWHERE_SQL, {"role": role}).fetchall():
+        statement = sql.SQL("ALTER {} public.{} OWNER TO {}").format(sql.SQL(kind), sql.Identifier(name), sql.Identifier(role))
+        conn.execute(statement)
+        executed.append(f"ALTER {kind} public.{name} OWNER TO {role}")
+    return executed
