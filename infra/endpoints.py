@@ -43,6 +43,11 @@ AUTH_DIR_ENV = "MLFLOW_INFRA_AUTH_DIR"
 AUTH_APP = "basic-auth"
 
 
+def auth_variables(secret: dict[str, str]) -> dict[str, str]:
+    """The entrypoint's basic-auth variables from the auth secret's JSON (what ECS injects by key)."""
+    return {name: secret[key] for name, key in AUTH_SECRET_KEYS.items()}
+
+
 def new_auth_secret(username: str = AUTH_ADMIN_USERNAME) -> dict[str, str]:
     """Fresh basic-auth values by the secret's JSON keys: a 256-bit Flask secret key and a
     32-character admin password (MLflow wants 12 or more). One generator for AWS and this machine."""

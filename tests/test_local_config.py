@@ -16,12 +16,12 @@ from sqlalchemy.engine import make_url
 from helpers import ROOT
 from infra import load_environment, plan
 from infra.cli import main
+from infra.endpoints import auth_variables as auth_env
 from infra.runtime.entrypoint import compose_uris
 from infra.local import LocalTopology, LocalTopologyError
 from infra.local.processes import group_pids, nofile_soft_limit, stop_group, wait_until
 from infra.local.topology import (
     HBA,
-    auth_env,
     base_environment,
     check_ports,
     component_ports,

@@ -13,12 +13,15 @@ def assume_role_policy(service: str) -> str:
         "Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": service}}]})
 
 
-def secret_read_policy(secret_arn: pulumi.Input[str], kms_key_arn: pulumi.Input[str]) -> pulumi.Output[str]:
-    """Read one Secrets Manager secret and decrypt it with its KMS key, nothing else."""
-    return pulumi.Output.all(secret_arn, kms_key_arn).apply(lambda v: json.dumps({
+def secret_read_policy(secret_arns: pulumi.Input[str] | list[pulumi.Input[str]],
+                       kms_key_arn: pulumi.Input[str]) -> pulumi.Output[str]:
+    """Read these Secrets Manager secrets (one ARN, or a list) and decrypt them with their KMS key,
+    nothing else."""
+    arns = secret_arns if isinstance(secret_arns, list) else [secret_arns]
+    return pulumi.Output.all(kms_key_arn, *arns).apply(lambda v: json.dumps({
         "Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": v[0]},
-            {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": v[1]}]}))
+            {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": v[1] if len(v) == 2 else list(v[1:])},
+            {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": v[0]}]}))
 
 
 def alarm_topic_key_policy(account_id: str, partition: str = "aws") -> str:

@@ -107,6 +107,11 @@ def _pairs(env: dict[str, str]) -> list[dict[str, str]]:
     return [{"name": k, "value": v} for k, v in sorted(env.items())]
 
 
+def _env_file(env: dict[str, str]) -> str:
+    """A systemd EnvironmentFile's lines."""
+    return "\n".join(f"{k}={v}" for k, v in sorted(env.items()))
+
+
 def container_definitions(tier: TierPlan, rt: Runtime) -> list[dict]:
     """The task's containers: the migration (`mlflow db upgrade` + index migration) and the server,
     which starts only after the migration exits 0."""
@@ -181,7 +186,7 @@ def user_data(tier: TierPlan, rt: Runtime, package_spec: str, mlflow_version: st
         migrate_env[MASTER_SECRET_ARN_ENV] = rt.master_secret_arn
     if rt.primary_host:
         migrate_env["DB_HOST"] = rt.primary_host
-    migrate_env_file = "\n".join(f"{k}={v}" for k, v in sorted(migrate_env.items()))
+    migrate_env_file = _env_file(migrate_env)
     auth_arn = _auth_secret_arn(tier, rt)
     runtime_dir = ""
     if auth_arn:
@@ -189,7 +194,7 @@ def user_data(tier: TierPlan, rt: Runtime, package_spec: str, mlflow_version: st
         # user can read, which systemd removes when the service stops: restarts leave no copies behind
         env.update({AUTH_SECRET_ARN_ENV: auth_arn, AUTH_DIR_ENV: f"/run/mlflow-{tier.role}"})
         runtime_dir = f"RuntimeDirectory=mlflow-{tier.role}\nRuntimeDirectoryMode=0700\n"
-    env_file = "\n".join(f"{k}={v}" for k, v in sorted(env.items()))
+    env_file = _env_file(env)
     command = " ".join(shlex.quote(part) for part in server.command)
     # as the Dockerfile: the planned MLflow pinned, everything else from the package's [server] extra
     packages = " ".join(shlex.quote(p) for p in (

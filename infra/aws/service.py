@@ -191,12 +191,7 @@ class TrackingService(pulumi.ComponentResource):
         the app secret (servers), the master secret (the migrate step, which runs in every task and
         on every instance), and the basic-auth secret when a tier uses it."""
         readable = [args.secret_arn, *(a for a in (args.master_secret_arn, self.auth_secret_arn) if a is not None)]
-        if len(readable) == 1:
-            return secret_read_policy(args.secret_arn, args.kms_key_arn)
-        return pulumi.Output.all(args.kms_key_arn, *readable).apply(lambda v: json.dumps({
-            "Version": "2012-10-17", "Statement": [
-                {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": list(v[1:])},
-                {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": v[0]}]}))
+        return secret_read_policy(readable, args.kms_key_arn)
 
     # -- ECS Fargate ---------------------------------------------------------------------------------
     def _ecs_service(self, name: str, tier: TierPlan, args: ServiceArgs) -> None:

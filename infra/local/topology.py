@@ -21,7 +21,8 @@ from pathlib import Path
 
 from .postgres import LocalPostgres, bin_dir, build_has_lz4
 from ..endpoints import (APP_DATABASE_USERNAME, APP_PASSWORD_ENV, APP_USERNAME_ENV, AUTH_ADMIN_USERNAME, AUTH_DIR_ENV,
-                         AUTH_ENV, AUTH_SECRET_KEYS, DATABASE_NAME, new_auth_secret, new_database_secret)
+                         AUTH_ENV, AUTH_SECRET_KEYS, DATABASE_NAME, auth_variables, new_auth_secret,
+                         new_database_secret)
 from ..planning.parameters import Parameter, server_settings
 from ..planning.plan import CapacityPlan, plan
 from ..planning.server_command import HEALTH_PATH, PRIMARY_URI_ENV, REPLICA_URI_ENV, ServerSettings
@@ -170,11 +171,6 @@ def server_environment(settings: ServerSettings, base: Mapping[str, str], db: Ma
                        artifacts_dir: Path, prometheus_dir: Path) -> dict[str, str]:
     return {**base, **settings.environment, **db, "MLFLOW_ARTIFACTS_DESTINATION": str(artifacts_dir),
             "MLFLOW_LOAD_BALANCER_HOST": "127.0.0.1", "PROMETHEUS_MULTIPROC_DIR": str(prometheus_dir)}
-
-
-def auth_env(credentials: Mapping[str, str]) -> dict[str, str]:
-    """The entrypoint's basic-auth variables, as ECS injects them from the auth secret."""
-    return {name: credentials[key] for name, key in AUTH_SECRET_KEYS.items()}
 
 
 def basic_auth_header(username: str, password: str) -> str:
@@ -582,7 +578,7 @@ class LocalTopology:
         if settings.auth_secret_environment:
             # what ECS injects from the auth secret; the entrypoint writes the auth ini (user store on the
             # primary) under this server's run directory, emptied first: no stale copy from an earlier start
-            env.update(auth_env(self.auth_credentials()))
+            env.update(auth_variables(self.auth_credentials()))
             shutil.rmtree(self.auth_dir(name), ignore_errors=True)
             env[AUTH_DIR_ENV] = str(self.auth_dir(name))
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)

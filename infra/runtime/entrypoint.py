@@ -58,7 +58,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..endpoints import (APP_PASSWORD_ENV, APP_USERNAME_ENV, AUTH_APP, AUTH_DIR_ENV, AUTH_ENV, AUTH_SECRET_ARN_ENV,
-                         AUTH_SECRET_KEYS, DATABASE_NAME, DATABASE_PORT, MASTER_SECRET_ARN_ENV)
+                         AUTH_SECRET_KEYS, DATABASE_NAME, DATABASE_PORT, MASTER_SECRET_ARN_ENV, auth_variables)
 from ..planning.server_command import ARTIFACTS_PLACEHOLDER, LOAD_BALANCER_HOST_PLACEHOLDER, PRIMARY_URI_ENV, REPLICA_URI_ENV
 
 EXIT_FAILED = 1
@@ -158,13 +158,17 @@ def secret_region(arn: str) -> str | None:
     return parts[3] if len(parts) >= 7 and parts[0] == "arn" and parts[3] else None
 
 
+def _secret_json(text: str, arn: str, variable: str, expected: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise EntrypointError(f"{variable} {arn}: the secret is not JSON; {expected}") from None
+
+
 def parse_secret(text: str, arn: str, variable: str = "DB_SECRET_ARN") -> dict[str, str]:
     """DB_USERNAME and DB_PASSWORD from a secret's JSON (the stack's database secrets use RDS's format)."""
     expected = 'expected JSON {"username": ..., "password": ...} as RDS-managed secrets hold'
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        raise EntrypointError(f"{variable} {arn}: the secret is not JSON; {expected}") from None
+    data = _secret_json(text, arn, variable, expected)
     if not isinstance(data, dict) or not all(isinstance(data.get(k), str) and data.get(k) for k in ("username", "password")):
         raise EntrypointError(f"{variable} {arn}: the secret lacks a username or password; {expected}")
     return {"DB_USERNAME": data["username"], "DB_PASSWORD": data["password"]}
@@ -192,30 +196,32 @@ def fetch_master_secret(arn: str) -> dict[str, str]:
     return parse_secret(_secret_string(arn, MASTER_SECRET_ARN_ENV, "set DB_USERNAME and DB_PASSWORD"), arn, MASTER_SECRET_ARN_ENV)
 
 
-def with_credentials(env: Mapping[str, str], fetch=fetch_secret, variable: str = "DB_SECRET_ARN") -> dict[str, str]:
-    """`env` with DB_USERNAME/DB_PASSWORD filled from the secret `variable` names where they are absent."""
+def _filled(env: Mapping[str, str], variable: str, names: Sequence[str], fetch) -> dict[str, str]:
+    """`env` with `names` filled from the secret whose ARN `variable` holds, when any of them is absent."""
     resolved = dict(env)
     arn = _value(env, variable)
-    if arn and not (_value(env, "DB_USERNAME") and _value(env, "DB_PASSWORD")):
+    if arn and not all(_value(env, name) for name in names):
         secret = fetch(arn)
-        for name in ("DB_USERNAME", "DB_PASSWORD"):  # a variable that is set wins over the secret
+        for name in names:  # a variable that is set wins over the secret
             resolved[name] = _value(env, name) or secret[name]
     return resolved
+
+
+def with_credentials(env: Mapping[str, str], fetch=fetch_secret, variable: str = "DB_SECRET_ARN") -> dict[str, str]:
+    """`env` with DB_USERNAME/DB_PASSWORD filled from the secret `variable` names where they are absent."""
+    return _filled(env, variable, ("DB_USERNAME", "DB_PASSWORD"), fetch)
 
 
 def parse_auth_secret(text: str, arn: str) -> dict[str, str]:
     """MLFLOW_FLASK_SERVER_SECRET_KEY, AUTH_ADMIN_USERNAME and AUTH_ADMIN_PASSWORD from the auth secret's JSON."""
     keys = ", ".join(f'"{key}": ...' for key in AUTH_SECRET_KEYS.values())
     expected = f"expected JSON {{{keys}}}"
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        raise EntrypointError(f"{AUTH_SECRET_ARN_ENV} {arn}: the secret is not JSON; {expected}") from None
+    data = _secret_json(text, arn, AUTH_SECRET_ARN_ENV, expected)
     missing = [key for key in AUTH_SECRET_KEYS.values()
                if not (isinstance(data, dict) and isinstance(data.get(key), str) and data.get(key))]
     if missing:
         raise EntrypointError(f"{AUTH_SECRET_ARN_ENV} {arn}: the secret lacks {', '.join(missing)}; {expected}")
-    return {name: data[key] for name, key in AUTH_SECRET_KEYS.items()}
+    return auth_variables(data)
 
 
 def fetch_auth_secret(arn: str) -> dict[str, str]:
@@ -224,13 +230,7 @@ def fetch_auth_secret(arn: str) -> dict[str, str]:
 
 def with_auth_credentials(env: Mapping[str, str], fetch=fetch_auth_secret) -> dict[str, str]:
     """`env` with the basic-auth variables filled from AUTH_SECRET_ARN where any is absent (EC2)."""
-    resolved = dict(env)
-    arn = _value(env, AUTH_SECRET_ARN_ENV)
-    if arn and not all(_value(env, name) for name in AUTH_SECRET_KEYS):
-        secret = fetch(arn)
-        for name in AUTH_SECRET_KEYS:  # a variable that is set wins over the secret
-            resolved[name] = _value(env, name) or secret[name]
-    return resolved
+    return _filled(env, AUTH_SECRET_ARN_ENV, tuple(AUTH_SECRET_KEYS), fetch)
 
 
 # ---------------------------------------------------------------------------------------------
