@@ -1,6 +1,7 @@
 """Names and ports every stage shares, defined once: the planner, the components, the container
 entrypoint, the local topology and the policy rules all import them from here. Facts of the
-deployment, not planning decisions: nothing here depends on the workload."""
+deployment, not planning decisions: nothing here depends on the workload. Also the one generator of
+each credential (database passwords, the basic-auth values), so AWS and this machine make them alike."""
 
 TRACKING_PORT = 5000           # what the MLflow servers listen on, behind the load balancers
 HEALTH_PATH = "/health"        # MLflow's health endpoint, exempt from its host check
