@@ -5,6 +5,22 @@ each credential (database passwords, the basic-auth values), so AWS and this mac
 
 TRACKING_PORT = 5000           # what the MLflow servers listen on, behind the load balancers
 HEALTH_PATH = "/health"        # MLflow's health endpoint, exempt from its host check
+# A UI server that reads a replica: the entrypoint answers its load balancer's health check here,
+# 200 only while MLflow answers /health and the replica (as MLflow connects to it) answers a query
+READY_PORT = 5001
+READY_PATH = "/ready"
+READY_PORT_ENV = "MLFLOW_INFRA_READY_PORT"
+READY_HOST_ENV = "MLFLOW_INFRA_READY_HOST"   # where the readiness port listens (default 0.0.0.0; locally 127.0.0.1)
+# with a single replica: where its UI reads go while the replica cannot be reached (the primary's endpoint)
+READ_FALLBACK_HOST_ENV = "DB_READ_FALLBACK_HOST"
+# a server starts only against the schema its MLflow expects: it waits this long for its deploy's
+# migrate step while the database is behind (unset: no check, MLflow's own behaviour)
+SCHEMA_WAIT_ENV = "MLFLOW_INFRA_SCHEMA_WAIT_S"
+# migrate only: the primary's RDS instance identifier, snapshotted before a schema upgrade
+DB_INSTANCE_ENV = "DB_INSTANCE_ID"
+# EC2: the container's ECS `secrets` (names and valueFrom references, never values) as JSON; the
+# entrypoint reads them with the instance role and sets the variables, as ECS would
+SECRETS_ENV = "MLFLOW_INFRA_SECRETS"
 DATABASE_PORT = 5432           # PostgreSQL's (and RDS's) default
 DATABASE_NAME = "mlflow"       # the tracking database on the primary
 DATABASE_USERNAME = "mlflow"   # the RDS master user: only `mlflow-infra-entrypoint migrate` logs in as it

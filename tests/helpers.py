@@ -17,6 +17,22 @@ def environment(env: str):
     return load_environment(ROOT / "stacks" / f"{env}.yaml", ROOT / "stacks")
 
 
+def variant(env: str, **changes):
+    """The shipped environment with some dotted keys changed (`**{"database.read_replicas": 3}`),
+    re-validated like a file would be."""
+    from infra.spec.model import EnvironmentSpec
+
+    spec = environment(env)
+    data = spec.model_dump()
+    for dotted, value in changes.items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    return EnvironmentSpec.model_validate({**data, "source_file": spec.source_file})
+
+
 def render(env: str, spec=None):
     """Build MlflowTracking for `env` under mocks; return (mocks, component, urns, outputs)."""
     return render_stack(spec or environment(env))

@@ -26,9 +26,10 @@ from helpers import ROOT, render
 from infra import load_environment, plan
 from infra.local import LocalTopology
 from infra.local.processes import free_port, free_port_block, group_pids
-from infra.endpoints import AUTH_ENV, AUTH_SECRET_ARN_ENV, AUTH_SECRET_KEYS
+from infra.endpoints import AUTH_ENV, AUTH_SECRET_KEYS
 from infra.planning.server_command import PRIMARY_URI_ENV
 from infra.runtime import entrypoint
+from local_services import parent_pid
 
 LOCAL_YAML = ROOT / "stacks" / "local.yaml"
 SEARCH = "/api/2.0/mlflow/experiments/search?max_results=5"
@@ -113,7 +114,7 @@ def test_every_server_container_gets_the_secret_key_and_admin_password_as_ecs_se
     secret = mocks.one("aws:secretsmanager/secret:Secret", "-auth")
     key = mocks.one("aws:kms/key:Key", "-db-key")
     assert secret.inputs["kmsKeyId"] == f"arn:aws:mock:us-east-1:123456789012:key/{key.name}", "the database's KMS key"
-    arn = f"arn:aws:mock:us-east-1:123456789012:secret/{secret.name}"
+    arn = f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{secret.name}-AbCdEf"
     for role in ("api", "ui"):
         containers = _task_containers(mocks, role)
         server = containers["mlflow"]
@@ -125,14 +126,17 @@ def test_every_server_container_gets_the_secret_key_and_admin_password_as_ecs_se
             assert not names & SECRET_NAMES, f"{role}/{container['name']}: auth values in plain environment"
             assert "MLFLOW_AUTH_CONFIG_PATH" not in names, "the ini is written at start, on the primary"
             assert "sqlite" not in json.dumps(container).lower()
-        migrate = containers["migrate"]
-        assert not {s["name"] for s in migrate["secrets"]} & SECRET_NAMES, "the migration needs no admin credentials"
-        assert {e["name"]: e["value"] for e in migrate["environment"]}[AUTH_ENV] == "basic"
+        if role == "api":  # the migrate step runs in the API's tasks only
+            migrate = containers["migrate"]
+            assert not {s["name"] for s in migrate["secrets"]} & SECRET_NAMES, "the migration needs no admin credentials"
+            assert {e["name"]: e["value"] for e in migrate["environment"]}[AUTH_ENV] == "basic"
+        else:
+            assert list(containers) == ["mlflow"]
         policy = json.loads(mocks.one("aws:iam/rolePolicy:RolePolicy", f"-{role}-secret").inputs["policy"])
         reads = next(s for s in policy["Statement"] if s["Action"] == "secretsmanager:GetSecretValue")["Resource"]
-        database = {f"arn:aws:mock:us-east-1:123456789012:secret/{mocks.one('aws:secretsmanager/secret:Secret', suffix).name}"
-                    for suffix in ("-db-app", "-db-master")}
-        assert set(reads) == {arn} | database, "execution role reads the auth secret and the database's two"
+        database = {f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{mocks.one('aws:secretsmanager/secret:Secret', suffix).name}-AbCdEf"
+                    for suffix in (("-db-app", "-db-master") if role == "api" else ("-db-app",))}
+        assert set(reads) == {arn} | database, "execution role reads the auth secret and the database's (master: API only)"
 
 
 def test_the_auth_secret_is_generated(prod_with_auth):
@@ -191,8 +195,10 @@ def test_ec2_user_data_names_the_auth_secret_not_its_values():
     mocks, *_ = render("prod", spec)
     for role in ("api", "ui"):
         script = base64.b64decode(mocks.one("aws:ec2/launchTemplate:LaunchTemplate", f"-{role}").inputs["userData"]).decode()
-        assert f"{AUTH_SECRET_ARN_ENV}=arn:aws:mock:" in script and f"{AUTH_ENV}=basic" in script
-        assert f"RuntimeDirectory=mlflow-{role}" in script and f"MLFLOW_INFRA_AUTH_DIR=/run/mlflow-{role}" in script
+        # the secret's references (ARN:json-key::), resolved on the instance with its role, never its values
+        auth_arn = mocks.one("aws:secretsmanager/secret:Secret", "-auth").name
+        assert f'"name":"AUTH_ADMIN_PASSWORD","valueFrom":"arn:aws:secretsmanager:us-east-1:123456789012:secret:{auth_arn}-AbCdEf:admin_password::"' in script
+        assert f"{AUTH_ENV}=basic" in script
         assert not any(f"{name}=" in script for name in SECRET_NAMES)
 
 
@@ -276,12 +282,21 @@ def test_a_user_created_through_the_api_logs_in_through_the_ui(topology, monkeyp
 
 
 @pytest.mark.postgres
+def mlflow_process(server: dict) -> int:
+    """The `mlflow server` process: the entrypoint exec'd it (same pid), or, for a UI server answering
+    readiness, keeps it as its child."""
+    if not server.get("ready_port"):
+        return server["pid"]
+    return next(pid for pid in group_pids(server["pid"]) if parent_pid(pid) == server["pid"])
+
+
 def test_each_server_reads_an_ini_on_the_primary_and_no_sqlite_store_exists(topology):
     topo, state = topology
     primary = make_url(state.primary_uri)
     secret = admin(topo)[1]
     for server in topo.read_state()["servers"]:
-        env = process_environment(server["pid"])  # the entrypoint exec'd `mlflow server`: same pid
+        pid = mlflow_process(server)
+        env = process_environment(pid)
         path = Path(env["MLFLOW_AUTH_CONFIG_PATH"])
         assert path.is_relative_to(topo.auth_dir(server["name"]))
         assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700

@@ -12,7 +12,8 @@ from botocore.validate import ParamValidator
 
 from helpers import ROOT, SHIPPED, render
 from infra import load_environment, plan
-from infra.aws.rendering import Runtime, container_definitions, user_data
+from infra.aws.instance import user_data
+from infra.aws.rendering import Runtime, container_definitions
 
 SESSION = botocore.session.get_session()
 RUNTIME = Runtime(image="123456789012.dkr.ecr.us-east-1.amazonaws.com/mlflow:3.17.2", region="us-east-1",
@@ -132,8 +133,10 @@ def test_replicas_match_rds_create_db_instance_read_replica(rendered):
             "DBParameterGroupName": i["parameterGroupName"], "PubliclyAccessible": i["publiclyAccessible"],
             "StorageType": i["storageType"], "MaxAllocatedStorage": i["maxAllocatedStorage"],
             "EnablePerformanceInsights": i["performanceInsightsEnabled"], "MonitoringInterval": i["monitoringInterval"],
-            "KmsKeyId": i["kmsKeyId"], "DeletionProtection": i["deletionProtection"],
+            "DeletionProtection": i["deletionProtection"],
         })
+        # RDS refuses KmsKeyId for a replica in the source's region (it always uses the source's key)
+        assert "kmsKeyId" not in replica.inputs and "dbSubnetGroupName" not in replica.inputs, replica.name
 
 
 MAX_PARAMETERS_PER_CALL = 20  # ModifyDBParameterGroup's documented limit
@@ -153,17 +156,17 @@ def test_parameter_groups_match_modify_db_parameter_group(env):
 def test_ec2_user_data_is_valid_bash(tmp_path, role):
     spec = load_environment(ROOT / "stacks" / "prod.yaml", ROOT / "stacks")
     p = plan(spec.model_copy(update={"tracking": spec.tracking.model_copy(update={"compute": "ec2"})}))
-    script = user_data(tier_of(p, role), RUNTIME, "mlflow-infra==0.1.0", p.tracking.mlflow_version, p.environment)
+    tier = tier_of(p, role)
+    script = user_data(container_definitions(tier, RUNTIME), role=role, environment=p.environment, region=RUNTIME.region)
     path = tmp_path / "user-data.sh"
     path.write_text(script)
     result = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    server = getattr(p.tracking, role).server
-    assert f"LimitNOFILE={server.nofile}" in script
-    assert f"--workers {getattr(p.tracking, role).workers}" in script
-    assert f"mlflow[auth]=={p.tracking.mlflow_version}" in script
-    assert "'mlflow-infra[server]==0.1.0'" in script and "RemainAfterExit=yes" in script
-    assert "DB_PASSWORD" not in script and "DB_SECRET_ARN=" in script
+    # the ECS image, its limits and command: no package index, no pip
+    assert f"nofile={tier.server.nofile}:{tier.server.nofile}" in script
+    assert RUNTIME.image in script and "pip install" not in script
+    assert ("RemainAfterExit=yes" in script) == tier.runs_migrations, "the migrate step runs with the API only"
+    assert "DB_PASSWORD=" not in script and "MLFLOW_INFRA_SECRETS=" in script
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,11 +203,13 @@ def test_a_basic_auth_tier_without_its_secret_is_refused():
 @pytest.mark.parametrize("role", ["api", "ui"])
 def test_ec2_user_data_with_basic_auth_is_valid_bash(tmp_path, role):
     p = plan_with_auth("prod", compute="ec2")
-    script = user_data(tier_of(p, role), AUTH_RUNTIME, "mlflow-infra==0.1.0", p.tracking.mlflow_version, p.environment)
+    script = user_data(container_definitions(tier_of(p, role), AUTH_RUNTIME), role=role, environment=p.environment,
+                       region=RUNTIME.region)
     path = tmp_path / "user-data.sh"
     path.write_text(script)
     result = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert f"AUTH_SECRET_ARN={AUTH_SECRET_ARN}\n" in script and "MLFLOW_INFRA_AUTH=basic\n" in script
-    assert f"RuntimeDirectory=mlflow-{role}\nRuntimeDirectoryMode=0700\n" in script
-    assert "AUTH_ADMIN_PASSWORD" not in script and "MLFLOW_FLASK_SERVER_SECRET_KEY" not in script
+    # the auth secret's keys as references the entrypoint resolves with the instance role, never values
+    assert f'"valueFrom": "{AUTH_SECRET_ARN}:admin_password::"' in script or f'"valueFrom":"{AUTH_SECRET_ARN}:admin_password::"' in script
+    assert "MLFLOW_INFRA_AUTH=basic" in script
+    assert "AUTH_ADMIN_PASSWORD=" not in script and "MLFLOW_FLASK_SERVER_SECRET_KEY=" not in script

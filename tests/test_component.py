@@ -8,7 +8,7 @@ import json
 import pulumi
 import pytest
 
-from helpers import ROOT, SHIPPED, environment, render
+from helpers import ROOT, SHIPPED, environment, render, variant
 from infra import load_environment, plan
 from infra.aws.mocks import RecordingMocks
 
@@ -130,15 +130,19 @@ def test_fleet_sizes_workers_pools_and_ulimit(stack, role):
     assert env_vars["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"] == str(pool.max_overflow)
     assert main["ulimits"] == [{"name": "nofile", "softLimit": server.nofile, "hardLimit": server.nofile}]
     assert server.nofile >= 65_536
-    assert main["dependsOn"] == [{"containerName": "migrate", "condition": "SUCCESS"}]
-    assert containers["migrate"]["command"] == ["migrate"]
+    if fleet.runs_migrations:  # the API's tasks: the schema upgrade once per deploy, then the server
+        assert main["dependsOn"] == [{"containerName": "migrate", "condition": "SUCCESS"}]
+        assert containers["migrate"]["command"] == ["migrate"]
+    else:  # the UI's: the server alone, waiting for the schema its MLflow expects
+        assert "dependsOn" not in main and list(containers) == ["mlflow"]
+        assert env_vars["MLFLOW_INFRA_SCHEMA_WAIT_S"] == "300"
     assert main["logConfiguration"]["logDriver"] == "awslogs"
     service = inputs(mocks, "aws:ecs/service:Service", f"-{role}")
-    assert service["desiredCount"] == fleet.min_count
+    assert service["desiredCount"] == fleet.service_min_count == fleet.min_count // fleet.services
     assert service["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
     assert service["networkConfiguration"]["assignPublicIp"] is False
     target = inputs(mocks, "aws:appautoscaling/target:Target", f"-{role}")
-    assert (target["minCapacity"], target["maxCapacity"]) == (fleet.min_count, fleet.max_count)
+    assert (target["minCapacity"], target["maxCapacity"]) == (fleet.service_min_count, fleet.service_max_count)
 
 
 @pytest.mark.parametrize("role", ["api", "ui"])
@@ -178,7 +182,8 @@ def test_security_group_rules(stack):
                 assert environment(env).tracking.ui.internet_facing, sg.name
                 assert sg.name.endswith("-ui-lb") and rule["fromPort"] in (80, 443), sg.name
     tasks = _ingress(mocks, "-tasks")
-    assert [(r["fromPort"], r["toPort"]) for r in tasks] == [(5000, 5000)]
+    # the UI's readiness port, for its load balancer's health checks, when the UI reads a replica
+    assert [(r["fromPort"], r["toPort"]) for r in tasks] == [(5000, 5000)] + ([(5001, 5001)] if p.tracking.ui.reads_from_replica else [])
 
 
 def test_load_balancers_internal_with_health_checks(stack):
@@ -188,7 +193,8 @@ def test_load_balancers_internal_with_health_checks(stack):
         assert lb["internal"] is True
         assert lb["enableDeletionProtection"] == (p.tier == "production")
         tg = inputs(mocks, "aws:lb/targetGroup:TargetGroup", f"-{role}")
-        assert tg["healthCheck"]["path"] == "/health"
+        reads_replica = role == "ui" and p.tracking.ui.reads_from_replica
+        assert (tg["healthCheck"]["path"], tg["healthCheck"]["port"]) == (("/ready", "5001") if reads_replica else ("/health", "traffic-port"))
 
 
 def test_artifacts_bucket_is_closed(stack):
@@ -226,7 +232,9 @@ def test_alarms_match_the_cost_estimate(stack):
 
     env, p, mocks, urns, _ = stack
     alarms = mocks.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
-    assert len(alarms) == len(p.alarms) == 10 + p.database.replicas.count
+    replicas = p.database.replicas.count
+    # per replica a lag alarm and (beyond the first) its UI service's CPU; with replicas the UI's unhealthy targets
+    assert len(alarms) == len(p.alarms) == 10 + replicas + max(0, replicas - 1) + (1 if replicas else 0)
     connections = next(a.inputs for a in alarms if a.name.endswith("-db-connections"))
     assert connections["threshold"] == round(p.connection_budget.max_connections * 0.9, 3)
     assert all(a.inputs["alarmActions"] for a in alarms)
@@ -248,21 +256,6 @@ def test_production_database_is_protected():
     assert all(r._protect for r in component.database.replicas)
 
 
-def variant(env: str, **changes):
-    """The shipped environment with some sections changed, re-validated like a file would be."""
-    from infra.spec.model import EnvironmentSpec
-
-    spec = load_environment(ROOT / "stacks" / f"{env}.yaml", ROOT / "stacks")
-    data = spec.model_dump()
-    for dotted, value in changes.items():
-        node = data
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node[part]
-        node[leaf] = value
-    return EnvironmentSpec.model_validate({**data, "source_file": spec.source_file})
-
-
 def test_ec2_variant_has_imdsv2_encrypted_volumes_and_limits():
     spec = variant("prod", **{"tracking.compute": "ec2"})
     p = plan(spec)
@@ -274,10 +267,11 @@ def test_ec2_variant_has_imdsv2_encrypted_volumes_and_limits():
         assert template["blockDeviceMappings"][0]["ebs"]["encrypted"] == "true"
         assert template["instanceType"] == getattr(p.tracking, role).instance_type
         script = base64.b64decode(template["userData"]).decode()
-        assert f"LimitNOFILE={getattr(p.tracking, role).server.nofile}" in script
+        nofile = getattr(p.tracking, role).server.nofile
+        assert f"nofile={nofile}:{nofile}" in script, "docker run --ulimit, as the ECS container's ulimits"
         group = inputs(mocks, "aws:autoscaling/group:Group", f"-{role}")
         fleet = getattr(p.tracking, role)
-        assert (group["minSize"], group["maxSize"]) == (fleet.min_count, fleet.max_count)
+        assert (group["minSize"], group["maxSize"]) == (fleet.service_min_count, fleet.service_max_count)
         assert group["instanceRefresh"]["strategy"] == "Rolling"
         assert len(group["vpcZoneIdentifiers"]) == len(p.placement.availability_zones)
 
@@ -317,7 +311,7 @@ def test_basic_auth_secret_hangs_under_the_service_and_only_the_secret_readers_g
     assert len(secret_urns) == 2 and all("mlflow-infra:service:TrackingService$aws:secretsmanager/" in u for u in secret_urns)
     secret = mocks.one("aws:secretsmanager/secret:Secret", "-svc-auth")
     assert secret.inputs["kmsKeyId"] == f"arn:aws:mock:us-east-1:123456789012:key/{mocks.one('aws:kms/key:Key', '-db-key').name}"
-    arn = f"arn:aws:mock:us-east-1:123456789012:secret/{secret.name}"
+    arn = f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{secret.name}-AbCdEf"
     for role in ("api", "ui"):
         reader = json.loads(inputs(mocks, "aws:iam/rolePolicy:RolePolicy", f"-{role}-secret")["policy"])
         assert arn in reader["Statement"][0]["Resource"], "the execution role (ECS) or instance role (EC2) reads it"

@@ -22,7 +22,8 @@ from mlflow.tracking import MlflowClient
 
 from helpers import ROOT, environment, render
 from infra.aws.mocks import RecordingMocks, render_stack
-from infra.aws.rendering import Runtime, container_definitions, migrate_environment, migrate_secrets, user_data
+from infra.aws.instance import env_file, user_data
+from infra.aws.rendering import Runtime, container_definitions, migrate_environment, migrate_secrets
 from infra.endpoints import APP_DATABASE_USERNAME, DATABASE_PASSWORD_EXCLUDED, new_database_password
 from infra.local import LocalTopology
 from infra.local.postgres import LocalPostgres
@@ -31,7 +32,9 @@ from infra.runtime import entrypoint
 from infra.runtime.entrypoint import EntrypointError, migrate_credentials
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
-MOCK_SECRET = "arn:aws:mock:us-east-1:123456789012:secret/"
+def mock_secret(name: str) -> str:
+    """The ARN RecordingMocks gives a Secrets Manager secret named `name`."""
+    return f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}-AbCdEf"
 
 
 def unwrap(value):
@@ -99,21 +102,25 @@ def test_the_master_password_is_stable_across_runs_because_it_is_read_from_the_s
 
 def test_servers_get_the_app_secret_and_only_migrate_gets_the_master_secret(prod):
     mocks, _ = prod
-    app = MOCK_SECRET + mocks.one("aws:secretsmanager/secret:Secret", "-db-app").name
-    master = MOCK_SECRET + mocks.one("aws:secretsmanager/secret:Secret", "-db-master").name
+    app = mock_secret(mocks.one("aws:secretsmanager/secret:Secret", "-db-app").name)
+    master = mock_secret(mocks.one("aws:secretsmanager/secret:Secret", "-db-master").name)
     primary = mocks.one("aws:rds/instance:Instance", "-primary").name
     for role in ("api", "ui"):
         task = mocks.one("aws:ecs/taskDefinition:TaskDefinition", f"-{role}").inputs
         containers = {c["name"]: c for c in json.loads(task["containerDefinitions"])}
         assert {s["name"]: s["valueFrom"] for s in containers["mlflow"]["secrets"]} == {
             "DB_USERNAME": f"{app}:username::", "DB_PASSWORD": f"{app}:password::"}
+        policy = json.loads(mocks.one("aws:iam/rolePolicy:RolePolicy", f"-{role}-secret").inputs["policy"])
+        reads = next(s for s in policy["Statement"] if s["Action"] == "secretsmanager:GetSecretValue")["Resource"]
+        if role == "ui":  # no migrate step in the UI's tasks: the app secret only
+            assert list(containers) == ["mlflow"] and reads == app
+            continue
         assert {s["name"]: s["valueFrom"] for s in containers["migrate"]["secrets"]} == {
             "DB_USERNAME": f"{master}:username::", "DB_PASSWORD": f"{master}:password::",
             "APP_DB_USERNAME": f"{app}:username::", "APP_DB_PASSWORD": f"{app}:password::"}
         migrate_env = {e["name"]: e["value"] for e in containers["migrate"]["environment"]}
         assert migrate_env["DB_HOST"].startswith(primary + "."), "migrate logs in to the primary itself"
-        policy = json.loads(mocks.one("aws:iam/rolePolicy:RolePolicy", f"-{role}-secret").inputs["policy"])
-        reads = next(s for s in policy["Statement"] if s["Action"] == "secretsmanager:GetSecretValue")["Resource"]
+        assert migrate_env["DB_INSTANCE_ID"] == primary, "and snapshots it before a schema upgrade"
         assert sorted(reads) == sorted([app, master]), "the execution role reads exactly the task's two secrets"
         assert "secret" not in mocks.one("aws:iam/rolePolicy:RolePolicy", f"-{role}-artifacts").inputs["policy"]
 
@@ -141,15 +148,14 @@ def test_with_rds_proxy_the_servers_use_the_proxy_and_migrate_the_primary():
 
 def test_ec2_gives_the_master_secret_to_the_migrate_unit_only():
     tier = _plan_tier("prod", "api")
-    script = user_data(tier, RUNTIME, "mlflow-infra==0.1.0", "3.17.2", "prod")
-    role_env = script.split("cat > /etc/mlflow/api.env <<'ENV'\n")[1].split("\nENV")[0]
-    migrate_env = script.split("cat > /etc/mlflow/migrate.env <<'ENV'\n")[1].split("\nENV")[0]
-    assert f"DB_SECRET_ARN={RUNTIME.secret_arn}" in role_env.splitlines() and "MASTER" not in role_env
-    assert sorted(migrate_env.splitlines()) == [f"DB_HOST={RUNTIME.primary_host}", f"DB_MASTER_SECRET_ARN={RUNTIME.master_secret_arn}"]
-    migrate_unit = script.split("mlflow-migrate.service <<'UNIT'")[1].split("UNIT\n")[0]
-    server_unit = script.split("mlflow-api.service <<'UNIT'")[1].split("UNIT\n")[0]
-    assert migrate_unit.index("api.env") < migrate_unit.index("migrate.env"), "later EnvironmentFile= wins"
-    assert "migrate.env" not in server_unit
+    definitions = {d["name"]: d for d in container_definitions(tier, RUNTIME)}
+    script = user_data(list(definitions.values()), role="api", environment="prod", region=RUNTIME.region)
+    server_env, migrate_env = env_file(definitions["mlflow"]), env_file(definitions["migrate"])
+    # the same secret references ECS injects, resolved on the instance with its role
+    assert RUNTIME.master_secret_arn in migrate_env and RUNTIME.master_secret_arn not in server_env
+    assert f"DB_HOST={RUNTIME.primary_host}" in migrate_env.splitlines()
+    assert f"DB_HOST={RUNTIME.db_host}" in server_env.splitlines()
+    assert server_env in script and migrate_env in script
     subprocess.run(["bash", "-n"], input=script, text=True, check=True)
 
 
@@ -168,7 +174,7 @@ def test_rds_proxy_authenticates_the_app_role_with_the_app_secret():
         return db.secret_arn.apply(lambda arn: arn)
 
     build()
-    app = MOCK_SECRET + "db-app"
+    app = mock_secret("db-app")
     proxy = mocks.one("aws:rds/proxy:Proxy").inputs
     assert [a["secretArn"] for a in proxy["auths"]] == [app] and proxy["auths"][0]["authScheme"] == "SECRETS"
     policy = json.loads(mocks.one("aws:iam/rolePolicy:RolePolicy", "db-proxy-secret").inputs["policy"])

@@ -28,8 +28,11 @@ from infra.runtime.entrypoint import (
     parse_auth_secret,
     parse_secret,
     prepare_prometheus_dir,
+    read_conninfo,
+    readiness,
     secret_region,
     uses_basic_auth,
+    wait_for_expected_schema,
     with_auth_credentials,
     with_credentials,
 )
@@ -65,9 +68,39 @@ def test_replica_uri_has_the_same_credentials_on_the_replica_host():
            "DB_REPLICA_HOST": "replica.example.internal"}
     uris = compose_uris(env)
     assert set(uris) == {PRIMARY_URI_ENV, REPLICA_URI_ENV}
-    assert uris[REPLICA_URI_ENV] == uris[PRIMARY_URI_ENV].replace("db.example.internal", "replica.example.internal")
+    # the same URI on the replica's host, and a hanging replica is given up after a few seconds
+    assert uris[REPLICA_URI_ENV] == (uris[PRIMARY_URI_ENV].replace("db.example.internal", "replica.example.internal")
+                                     + "&connect_timeout=3")
     assert make_url(uris[REPLICA_URI_ENV]).host == "replica.example.internal"
-    assert uris[REPLICA_URI_ENV].endswith(":6432/tracking?sslmode=verify-full")
+    assert uris[REPLICA_URI_ENV].endswith(":6432/tracking?sslmode=verify-full&connect_timeout=3")
+
+
+def test_a_single_replicas_read_uri_lists_the_replica_then_the_fallback():
+    import sqlalchemy
+
+    env = {**DB, "DB_PASSWORD": PASSWORD, "DB_PORT": "6432", "DB_REPLICA_HOST": "replica.example.internal",
+           "DB_READ_FALLBACK_HOST": "db.example.internal"}
+    uri = compose_uris(env)[REPLICA_URI_ENV]
+    url = make_url(uri)
+    assert url.query["host"] == ("replica.example.internal:6432", "db.example.internal:6432")
+    # what the psycopg dialect hands libpq: the hosts in order, the password intact
+    _, params = sqlalchemy.create_engine(url).dialect.create_connect_args(url)
+    assert (params["host"], params["port"], params["password"]) == ("replica.example.internal,db.example.internal", "6432,6432", PASSWORD)
+    assert params["connect_timeout"] == "3" and params["sslmode"] == "require"
+    assert read_conninfo(env)["host"] == params["host"] and read_conninfo(env)["port"] == params["port"]
+
+
+def test_readiness_needs_the_replica_it_checks_and_a_valid_port():
+    with pytest.raises(EntrypointError, match="^MLFLOW_INFRA_READY_PORT is set but DB_REPLICA_HOST is not"):
+        readiness(["mlflow", "server"], {**DB, "MLFLOW_INFRA_READY_PORT": "5001"})
+    with pytest.raises(EntrypointError, match="^MLFLOW_INFRA_READY_PORT 'x' is not allowed; expected an integer from 1 to 65535"):
+        readiness(["mlflow", "server"], {**DB, "MLFLOW_INFRA_READY_PORT": "x"})
+    assert readiness(["mlflow", "server"], DB) is None, "no readiness port: the entrypoint execs the server"
+
+
+def test_a_bad_schema_wait_is_refused_before_anything_connects():
+    with pytest.raises(EntrypointError, match="^MLFLOW_INFRA_SCHEMA_WAIT_S '5m' is not allowed; expected a whole number of seconds"):
+        wait_for_expected_schema({"MLFLOW_INFRA_SCHEMA_WAIT_S": "5m"}, "postgresql+psycopg://u:p@h/d")
 
 
 @pytest.mark.parametrize("replica_port, expected", [(None, 6432), ("", 6432), ("15433", 15433)])
@@ -549,9 +582,8 @@ def test_dockerfile_matches_the_plan_and_the_console_script(api_command):
     assert 'ENTRYPOINT ["mlflow-infra-entrypoint"]' in dockerfile
     assert f"EXPOSE {PORT}\n" in dockerfile and f"127.0.0.1:{PORT}{HEALTH_PATH}" in dockerfile
     assert re.search(r"^USER (?!0\b|root\b)\S+", dockerfile, re.M), "the server does not run as root"
-    # one list of what the server needs: pyproject's [server] extra, installed by the image and by EC2
+    # one list of what the server needs: pyproject's [server] extra, installed by the image (EC2 runs the image too)
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
-    from infra.aws.rendering import Runtime, user_data, with_server_extra
 
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     server = {re.match(r"[A-Za-z0-9._-]+(\[[^\]]*\])?", r).group(0).lower() for r in extras["server"]}
@@ -562,14 +594,3 @@ def test_dockerfile_matches_the_plan_and_the_console_script(api_command):
     assert "pulumi" not in dockerfile.lower() and "--no-deps" not in dockerfile
     assert dockerfile.index("COPY infra /tmp/src/infra") < dockerfile.index("pip install")
 
-    assert with_server_extra("mlflow-infra==0.1.0") == "mlflow-infra[server]==0.1.0"
-    assert with_server_extra("mlflow-infra") == "mlflow-infra[server]"
-    url = "https://artifacts.example.com/mlflow_infra-0.1.0-py3-none-any.whl"
-    assert with_server_extra(url) == f"mlflow-infra[server] @ {url}"
-    assert with_server_extra(f"mlflow-infra @ {url}") == f"mlflow-infra[server] @ {url}"
-    p = plan(load_environment(ROOT / "stacks" / "dev.yaml"))
-    rt = Runtime(image="", region="us-east-1", db_host="db", db_port=5432, replica_host=None, secret_arn="arn:secret",
-                 log_group="/mlflow", artifacts_destination="s3://b/a", load_balancer_host="lb")
-    for spec, requirement in (("mlflow-infra==0.1.0", "'mlflow-infra[server]==0.1.0'"), (url, f"'mlflow-infra[server] @ {url}'")):
-        pips = [line for line in user_data(p.tracking.api, rt, spec, p.tracking.mlflow_version, p.environment).splitlines() if "pip install" in line]
-        assert pips == [f"/opt/mlflow/venv/bin/pip install --quiet 'mlflow[auth]=={default_version}' {requirement}"], pips

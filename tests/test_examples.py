@@ -217,8 +217,8 @@ def test_database_only_has_a_primary_two_replicas_and_tuned_groups(monkeypatch):
     assert resolved["endpoint"] == f"{primary.name}.abc123.us-east-1.rds.amazonaws.com"
     assert len(resolved["replica_endpoints"]) == 2
     # the stack's own secrets (not RDS-managed: replicas refuse a source that manages its password)
-    assert resolved["secret_arn"] == "arn:aws:mock:us-east-1:123456789012:secret/tracking-db-app"
-    assert resolved["master_secret_arn"] == "arn:aws:mock:us-east-1:123456789012:secret/tracking-db-master"
+    assert resolved["secret_arn"] == "arn:aws:secretsmanager:us-east-1:123456789012:secret:tracking-db-app-AbCdEf"
+    assert resolved["master_secret_arn"] == "arn:aws:secretsmanager:us-east-1:123456789012:secret:tracking-db-master-AbCdEf"
     assert "manageMasterUserPassword" not in primary.inputs and primary.inputs["password"]
     # a throwaway example by default: destroy works
     assert primary.inputs["deletionProtection"] is False

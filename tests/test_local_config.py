@@ -50,8 +50,10 @@ def test_the_local_environment_plans_one_replica_for_the_ui(local_plan):
 
 
 def test_ports_are_the_base_then_one_per_replica_then_the_servers():
+    # two replicas: one UI server each, behind the UI's balancer on --ui-port
     assert component_ports(2, 15432, 5080, 5081) == {"primary": 15432, "replica-1": 15433, "replica-2": 15434,
-                                                     "api": 5080, "ui": 5081}
+                                                     "api": 5080, "ui": 5081, "ui-1": 5082, "ui-2": 5083}
+    assert component_ports(1, 15432, 5080, 5081) == {"primary": 15432, "replica-1": 15433, "api": 5080, "ui": 5081}
 
 
 @pytest.mark.parametrize("ports, message", [

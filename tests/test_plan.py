@@ -164,7 +164,8 @@ def p_alarm_percent(env):
 
 def test_plan_owns_the_alarms_the_cost_counts():
     p = plan(load_environment("prod"))
-    assert len(p.alarms) == 10 + p.database.replicas.count
+    replicas = p.database.replicas.count
+    assert len(p.alarms) == 10 + replicas + max(0, replicas - 1) + (1 if replicas else 0)
     line = next(line for line in p.cost.lines if line.component == "monitoring and secrets")
     assert line.detail.startswith(f"{len(p.alarms)} alarms")
     assert len({a.key for a in p.alarms}) == len(p.alarms)

@@ -81,7 +81,7 @@ CASES = {
     "connection-budget": (R.PARAMETER_GROUP, "-primary", lambda p: set_params(p, max_connections="100"), "> max_connections 100", {}),
     "open-files-limit": (R.TASK_DEFINITION, "-api", lambda p: edit_containers(p, lambda d: d[1]["ulimits"][0].update(softLimit=1024)), "nofile", {}),
     "no-plain-credentials": (R.TASK_DEFINITION, "-api", lambda p: edit_containers(p, lambda d: d[1]["environment"].append({"name": "DB_PASSWORD", "value": "hunter2"})), "environment DB_PASSWORD", {}),
-    "container-logging": (R.TASK_DEFINITION, "-ui", lambda p: edit_containers(p, lambda d: d[0].pop("logConfiguration")), "container migrate: no logConfiguration", {}),
+    "container-logging": (R.TASK_DEFINITION, "-api", lambda p: edit_containers(p, lambda d: d[0].pop("logConfiguration")), "container migrate: no logConfiguration", {}),
     "lb-internet-facing": (R.LOAD_BALANCER, "-api", lambda p: p.update(internal=False), "not the UI's", {}),
     "lb-deletion-protection": (R.LOAD_BALANCER, "-ui", lambda p: p.update(enableDeletionProtection=False), "enable_deletion_protection is not true", {}),
     "sg-no-open-database-or-servers": (R.SECURITY_GROUP, "-db", lambda p: p["ingress"].append({"protocol": "tcp", "fromPort": 5432, "toPort": 5432, "cidrBlocks": ["0.0.0.0/0"]}), "ingress from 0.0.0.0/0 covers port 5432", {}),
@@ -94,8 +94,8 @@ CASES = {
 EC2_CASES = {
     "imdsv2": (lambda p: p["metadataOptions"].update(httpTokens="optional"), "metadata_options.http_tokens is not required"),
     "ebs-encrypted": (lambda p: p["blockDeviceMappings"][0]["ebs"].update(encrypted="false"), "unencrypted volume /dev/xvda"),
-    "open-files-limit": (lambda p: edit_user_data(p, lambda t: t.replace("LimitNOFILE=65536", "LimitNOFILE=4096")), "LimitNOFILE [4096] < 65536"),
-    "no-plain-credentials": (lambda p: edit_user_data(p, lambda t: t.replace("DB_SECRET_ARN=", "DB_PASSWORD=hunter2\nDB_SECRET_ARN=")), "user data sets DB_PASSWORD"),
+    "open-files-limit": (lambda p: edit_user_data(p, lambda t: t.replace("nofile=65536:65536", "nofile=4096:4096")), "nofile [4096] < 65536"),
+    "no-plain-credentials": (lambda p: edit_user_data(p, lambda t: t.replace("MLFLOW_INFRA_SECRETS=", "DB_PASSWORD=hunter2\nMLFLOW_INFRA_SECRETS=", 1)), "user data sets DB_PASSWORD"),
 }
 
 

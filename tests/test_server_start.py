@@ -24,12 +24,13 @@ from local_services import (
     free_port,
     http_get,
     mlflow_database,
+    parent_pid,
     require_entrypoint,
     run_entrypoint,
     wait_or_fail,
     wait_until_healthy,
 )
-from infra.local.processes import stop_group
+from infra.local.processes import group_pids, stop_group
 from infra.local.processes import http_status
 from infra.local.topology import WARM_UP_PATH, basic_auth_header
 
@@ -140,10 +141,16 @@ def test_ui_server_reads_through_the_replica_uri(tracking, database, tmp_path):
     port = free_port()
     command = local_command(settings.command, port, tmp_path / "prometheus")
     # no real replica here: the replica host is the primary itself
-    env = server_env(settings, database, tmp_path, DB_REPLICA_HOST="127.0.0.1")
+    ready_port = free_port()
+    env = server_env(settings, database, tmp_path, DB_REPLICA_HOST="127.0.0.1",
+                     MLFLOW_INFRA_READY_PORT=str(ready_port), MLFLOW_INFRA_READY_HOST="127.0.0.1")
     with entrypoint_server(command, env, port, tmp_path / "ui.log") as server:
-        environment = process_environment(server.pid)
-        assert environment[REPLICA_URI_ENV] == environment[PRIMARY_URI_ENV]
+        # the entrypoint stays as the parent (it answers readiness): MLflow is its child
+        mlflow = next(pid for pid in group_pids(server.pid) if parent_pid(pid) == server.pid)
+        environment = process_environment(mlflow)
+        assert environment[REPLICA_URI_ENV] == environment[PRIMARY_URI_ENV] + "&connect_timeout=3"
+        status, text = http_get(f"http://127.0.0.1:{ready_port}/ready")
+        assert status == 200 and "MLflow /health answered 200; reads from 127.0.0.1:" in text, text
         client = MlflowClient(tracking_uri=f"http://127.0.0.1:{port}")
         experiment_id = client.create_experiment(f"ui-{uuid.uuid4().hex[:8]}")  # writes go to the primary
         run_id = client.create_run(experiment_id).info.run_id

@@ -150,7 +150,11 @@ API_POOL, UI_POOL = pool_for("api"), pool_for("ui")
 
 
 @pytest.mark.parametrize("api_max,ui_max,replicas,memory_gib,mode,proxy,max_connections", [
-    (3, 3, 1, 32, "auto", False, 222),      # 3x4x2x5 = 120 + 3x2x2x4 = 48 + reserve 17 = 185, x1.2
+    # 3x4x2x5 = 120 + 3x2x2x4 = 48 + the single replica's UI reads falling back, 3 x (2x2x4 + 1 readiness) = 51
+    # + reserve 17 = 236, x1.2
+    (3, 3, 1, 32, "auto", False, 284),
+    # two replicas: no fallback; 120 + 4x2x2x4 = 64 + reserve 18 = 202, x1.2
+    (3, 4, 2, 32, "auto", False, 243),
     (2, 2, 0, 4, "auto", False, 154),       # 80 + 32 + reserve 16 = 128, x1.2
     (1, 1, 0, 4, "auto", False, 100),       # floor of 100
     (40, 2, 0, 4, "auto", True, 450),       # 800 API connections > 450 the class holds
@@ -164,6 +168,7 @@ def test_connection_budget(api_max, ui_max, replicas, memory_gib, mode, proxy, m
     # two engines (tracking and model registry stores) per worker process
     assert b.engines_per_worker == 2
     assert b.api_connections == api_max * 4 * 2 * API_POOL.per_worker
+    assert b.ui_fallback_connections == (b.ui_replica_connections if replicas == 1 else 0)
     if proxy:
         assert b.max_connections * b.proxy.max_connections_percent // 100 + b.reserve <= b.max_connections
     else:
@@ -190,8 +195,8 @@ def test_basic_auth_adds_an_engine_per_worker_on_the_primary_only():
                                memory_bytes=32 * 1024**3, proxy_mode="auto", auth="basic")
     assert b.engines_per_worker == 3
     # 3 engines per worker on the primary, plus the one the server process's admin bootstrap keeps;
-    # the auth store opens nothing on the replica, so replicas see 2 engines per worker
-    assert b.api_connections == 2 * (4 * 3 * 5 + 1) and b.ui_replica_connections == 2 * 2 * 2 * 4
+    # the auth store opens nothing on the replica, so replicas see 2 engines per worker (and a readiness check per task)
+    assert b.api_connections == 2 * (4 * 3 * 5 + 1) and b.ui_replica_connections == 2 * (2 * 2 * 4 + 1)
 
 
 def test_budget_refuses_proxy_off_when_it_cannot_fit():

@@ -103,7 +103,6 @@ class TrackingDatabase(pulumi.ComponentResource):
             vpc_security_group_ids=args.security_group_ids,
             publicly_accessible=False,
             storage_encrypted=True,
-            kms_key_id=self.key.arn,
             performance_insights_enabled=True,
             performance_insights_kms_key_id=self.key.arn,
             performance_insights_retention_period=args.performance_insights_retention_days,
@@ -139,6 +138,8 @@ class TrackingDatabase(pulumi.ComponentResource):
             # a protected database leaves a final snapshot if it is ever deleted on purpose
             skip_final_snapshot=not args.protect,
             final_snapshot_identifier=f"{name}-final" if args.protect else None,
+            # replicas in the same region are encrypted with the source's key and must not name one
+            kms_key_id=self.key.arn,
             **common,
             opts=keep,
         )

@@ -27,6 +27,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state.update(identifier=name, address=f"{name}.abc123.us-east-1.rds.amazonaws.com", port=DATABASE_PORT)
         if args.typ == "aws:lb/loadBalancer:LoadBalancer":
             state.update(dnsName=f"{name}.elb.amazonaws.com", arnSuffix=f"app/{name}/0123")
+        if args.typ == "aws:secretsmanager/secret:Secret":  # the form ECS `valueFrom` and the EC2 entrypoint parse
+            state.update(arn=f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}-AbCdEf")
+        if args.typ == "aws:lb/targetGroup:TargetGroup":
+            state.update(arnSuffix=f"targetgroup/{name}/0456")
         if args.typ == "aws:ecr/repository:Repository":
             state.update(repositoryUrl=f"123456789012.dkr.ecr.us-east-1.amazonaws.com/{name}")
         if args.typ == "aws:s3/bucket:Bucket":

@@ -28,11 +28,15 @@ class MonitoringArgs:
 
 
 def target_dimensions(primary: pulumi.Input[str], replicas: list[pulumi.Input[str]], load_balancers: dict[str, pulumi.Input[str]],
-                      fleets: dict[str, dict[str, pulumi.Input[str]]]) -> dict[str, dict[str, pulumi.Input[str]]]:
-    """The dimensions of every alarm target, from the resources' identifiers."""
+                      fleets: dict[str, dict[str, pulumi.Input[str]]],
+                      target_groups: dict[str, pulumi.Input[str]] | None = None) -> dict[str, dict[str, pulumi.Input[str]]]:
+    """The dimensions of every alarm target, from the resources' identifiers (`fleets` by service:
+    api, ui, ui-2, ...; `target_groups` by role, their ARN suffixes)."""
     found: dict[str, dict[str, pulumi.Input[str]]] = {"primary": {"DBInstanceIdentifier": primary}}
     found.update({f"replica-{i}": {"DBInstanceIdentifier": r} for i, r in enumerate(replicas)})
     found.update({f"{role}-lb": {"LoadBalancer": suffix} for role, suffix in load_balancers.items()})
+    found.update({f"{role}-tg": {"TargetGroup": suffix, "LoadBalancer": load_balancers[role]}
+                  for role, suffix in (target_groups or {}).items()})
     found.update({f"{role}-fleet": dims for role, dims in fleets.items()})
     return found
 

@@ -43,6 +43,8 @@ class NetworkArgs:
     """Open the UI load balancer's security group to the internet on 443 (and 80 for the redirect)."""
     tracking_port: int = TRACKING_PORT
     """The port the MLflow servers listen on."""
+    ready_port: int | None = None
+    """UI servers reading a replica answer the UI load balancer's health check on this port."""
     tags: dict[str, str] = field(default_factory=dict)
 
     def check(self) -> None:
@@ -138,14 +140,21 @@ class TrackingNetwork(pulumi.ComponentResource):
         else:
             ui_ingress = [{"protocol": "tcp", "from_port": 80, "to_port": 80, "cidr_blocks": sorted(set(cidrs)),
                            "description": "people on the VPC network"}]
+        ui_egress = [{"protocol": "tcp", "from_port": port, "to_port": port, "cidr_blocks": [vpc_cidr], "description": "tracking tasks"}]
+        if args.ready_port:
+            ui_egress.append({"protocol": "tcp", "from_port": args.ready_port, "to_port": args.ready_port, "cidr_blocks": [vpc_cidr],
+                              "description": "UI tasks' readiness (health checks)"})
         self.ui_lb_sg = aws.ec2.SecurityGroup(
-            f"{name}-ui-lb", vpc_id=vpc_id, description="MLflow UI load balancer", ingress=ui_ingress,
-            egress=[{"protocol": "tcp", "from_port": port, "to_port": port, "cidr_blocks": [vpc_cidr], "description": "tracking tasks"}],
+            f"{name}-ui-lb", vpc_id=vpc_id, description="MLflow UI load balancer", ingress=ui_ingress, egress=ui_egress,
             tags={**tags, "Name": f"{name}-ui-lb"}, opts=child)
+        tasks_ingress = [{"protocol": "tcp", "from_port": port, "to_port": port, "description": "load balancers",
+                          "security_groups": [self.api_lb_sg.id, self.ui_lb_sg.id]}]
+        if args.ready_port:
+            tasks_ingress.append({"protocol": "tcp", "from_port": args.ready_port, "to_port": args.ready_port,
+                                  "description": "UI load balancer health checks", "security_groups": [self.ui_lb_sg.id]})
         self.tasks_sg = aws.ec2.SecurityGroup(
             f"{name}-tasks", vpc_id=vpc_id, description="MLflow tracking servers",
-            ingress=[{"protocol": "tcp", "from_port": port, "to_port": port, "description": "load balancers",
-                      "security_groups": [self.api_lb_sg.id, self.ui_lb_sg.id]}],
+            ingress=tasks_ingress,
             # image pulls, CloudWatch Logs, Secrets Manager and S3 over 443; the database on 5432
             egress=[{"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": ["0.0.0.0/0"], "description": "AWS APIs"},
                     {"protocol": "tcp", "from_port": DB_PORT, "to_port": DB_PORT, "cidr_blocks": [vpc_cidr], "description": "PostgreSQL"}],

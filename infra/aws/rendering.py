@@ -1,16 +1,16 @@
-"""Rendered artifacts of a plan, as plain data: ECS container definitions, EC2 user data, names.
+"""Rendered artifacts of a plan, as plain data: the ECS container definitions (which EC2 instances
+run too, through `instance.user_data`), names.
 
 Pure functions of the plan and a few runtime strings (endpoints, ARNs), so tests can check them
-against botocore's service models and `bash -n` without Pulumi. The components only call these.
+against botocore's service models without Pulumi. The components only call these.
 """
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 
-from ..endpoints import (APP_PASSWORD_ENV, APP_USERNAME_ENV, AUTH_DIR_ENV, AUTH_ENV, AUTH_SECRET_ARN_ENV, AUTH_SECRET_KEYS,
-                         DATABASE_NAME, MASTER_SECRET_ARN_ENV)
+from ..endpoints import (APP_PASSWORD_ENV, APP_USERNAME_ENV, AUTH_ENV, AUTH_SECRET_KEYS, DATABASE_NAME, DB_INSTANCE_ENV,
+                         READ_FALLBACK_HOST_ENV)
 from ..planning.plan import TierPlan
 
 ENTRYPOINT = "mlflow-infra-entrypoint"
@@ -32,6 +32,7 @@ class Runtime:
     db_host: str
     db_port: int
     replica_host: str | None
+    """The replica this service's UI tasks read (one UI service per replica)."""
     secret_arn: str
     """The servers' secret: the application role's JSON username and password."""
     log_group: str
@@ -45,18 +46,27 @@ class Runtime:
     primary_host: str | None = None
     """The primary's own address, for the migrate step (RDS Proxy, if any, authenticates the app role
     only); None: `db_host`."""
+    primary_instance_id: str | None = None
+    """The primary's RDS instance identifier: the migrate step snapshots it before a schema upgrade."""
 
 
-def database_environment(rt: Runtime, reads_from_replica: bool) -> dict[str, str]:
+def database_environment(rt: Runtime, tier: TierPlan | None = None) -> dict[str, str]:
+    """The primary, and for a tier that reads a replica its replica (and, with a single replica, the
+    primary's endpoint to fall back to while the replica cannot be reached)."""
     env = {"DB_HOST": rt.db_host, "DB_PORT": str(rt.db_port), "DB_NAME": DATABASE_NAME, "DB_SSLMODE": "require"}
-    if reads_from_replica and rt.replica_host:
+    if tier is not None and tier.reads_from_replica:
+        if not rt.replica_host:
+            raise ValueError(f"the {tier.role} tier reads a replica but Runtime.replica_host is not set;"
+                             " expected the address of the replica this service reads")
         env["DB_REPLICA_HOST"] = rt.replica_host
+        if tier.read_fallback:
+            env[READ_FALLBACK_HOST_ENV] = rt.db_host
     return env
 
 
 def server_environment(tier: TierPlan, rt: Runtime) -> dict[str, str]:
     """The server's plain environment on ECS and EC2 alike: the plan's, the database, the placeholders."""
-    return {**tier.server.environment, **database_environment(rt, tier.reads_from_replica),
+    return {**tier.server.environment, **database_environment(rt, tier),
             "MLFLOW_ARTIFACTS_DESTINATION": rt.artifacts_destination,
             "MLFLOW_LOAD_BALANCER_HOST": rt.load_balancer_host}
 
@@ -95,9 +105,11 @@ def auth_secrets(tier: TierPlan, rt: Runtime) -> list[dict[str, str]]:
 
 def migrate_environment(tier: TierPlan, rt: Runtime) -> dict[str, str]:
     """The database (the primary itself, not RDS Proxy), and whether the basic-auth user store is migrated too."""
-    env = database_environment(rt, reads_from_replica=False)
+    env = database_environment(rt)
     if rt.primary_host:
         env["DB_HOST"] = rt.primary_host
+    if rt.primary_instance_id:
+        env[DB_INSTANCE_ENV] = rt.primary_instance_id
     if AUTH_ENV in tier.server.environment:
         env[AUTH_ENV] = tier.server.environment[AUTH_ENV]
     return env
@@ -107,14 +119,10 @@ def _pairs(env: dict[str, str]) -> list[dict[str, str]]:
     return [{"name": k, "value": v} for k, v in sorted(env.items())]
 
 
-def _env_file(env: dict[str, str]) -> str:
-    """A systemd EnvironmentFile's lines."""
-    return "\n".join(f"{k}={v}" for k, v in sorted(env.items()))
-
-
 def container_definitions(tier: TierPlan, rt: Runtime) -> list[dict]:
-    """The task's containers: the migration (`mlflow db upgrade` + index migration) and the server,
-    which starts only after the migration exits 0."""
+    """The task's containers: for the API, the migration (the schema upgrade once per deploy, the index
+    migration) and the server, which starts only after the migration exits 0; for the UI, the server
+    alone, which waits for the schema its MLflow expects."""
     server = tier.server
     env = server_environment(tier, rt)
     logs = {"logDriver": "awslogs", "options": {"awslogs-group": rt.log_group, "awslogs-region": rt.region,
@@ -137,119 +145,14 @@ def container_definitions(tier: TierPlan, rt: Runtime) -> list[dict]:
         "command": ["server", "--", *server.command],
         "environment": _pairs(env),
         "secrets": [*secrets(rt.secret_arn), *auth_secrets(tier, rt)],
-        "portMappings": [{"containerPort": server.port, "protocol": "tcp"}],
+        "portMappings": [{"containerPort": port, "protocol": "tcp"} for port in (server.port, server.ready_port) if port],
         "ulimits": [{"name": "nofile", "softLimit": server.nofile, "hardLimit": server.nofile}],
         "healthCheck": {"command": ["CMD-SHELL", health_command(server.port, server.health_path)], "interval": 15, "timeout": 5,
                         "retries": 3, "startPeriod": 90},
         "dependsOn": [{"containerName": "migrate", "condition": "SUCCESS"}],
         "logConfiguration": logs,
     }
+    if not tier.runs_migrations:
+        del main["dependsOn"]
+        return [main]
     return [migrate, main]
-
-
-# ---------------------------------------------------------------------------------------------
-# EC2: user data with a virtualenv and systemd units carrying the same flags and limits
-# ---------------------------------------------------------------------------------------------
-
-def with_server_extra(package_spec: str) -> str:
-    """The pip requirement for this package with its `[server]` extra.
-
-    `mlflow-infra==0.1.0` -> `mlflow-infra[server]==0.1.0`; a wheel URL -> the PEP 508 direct
-    reference `mlflow-infra[server] @ URL`; a local wheel path -> `path[server]`, as pip spells it.
-    """
-    spec = package_spec.strip()
-    if " @ " in spec:
-        name, url = spec.split(" @ ", 1)
-        return f"{name.strip()}[server] @ {url.strip()}"
-    if "://" in spec:
-        return f"mlflow-infra[server] @ {spec}"
-    if "/" in spec or spec.endswith((".whl", ".tar.gz")):
-        return f"{spec}[server]"
-    end = next((i for i, ch in enumerate(spec) if not (ch.isalnum() or ch in "._-")), len(spec))
-    if spec[end:].lstrip().startswith("["):
-        raise ValueError(f"entrypoint package {package_spec!r}: name it without extras; [server] is added here")
-    return f"{spec[:end]}[server]{spec[end:]}"
-
-
-def user_data(tier: TierPlan, rt: Runtime, package_spec: str, mlflow_version: str, environment: str) -> str:
-    """cloud-init shell script for `tracking.compute: ec2` (Amazon Linux 2023, arm64).
-
-    `package_spec` is what pip installs for this project's entrypoint (a wheel URL or
-    `mlflow-infra==X`); the server itself runs the pinned MLflow from the same virtualenv.
-    """
-    server, role = tier.server, tier.role
-    # no ECS secret injection on EC2: the entrypoint reads the secrets with the instance role
-    env = {**server_environment(tier, rt), "DB_SECRET_ARN": rt.secret_arn, "AWS_DEFAULT_REGION": rt.region}
-    # the migrate unit only: the master secret, and the primary itself rather than RDS Proxy
-    migrate_env = {}
-    if rt.master_secret_arn:
-        migrate_env[MASTER_SECRET_ARN_ENV] = rt.master_secret_arn
-    if rt.primary_host:
-        migrate_env["DB_HOST"] = rt.primary_host
-    migrate_env_file = _env_file(migrate_env)
-    auth_arn = _auth_secret_arn(tier, rt)
-    runtime_dir = ""
-    if auth_arn:
-        # the auth ini (it holds the database password) goes to a tmpfs directory only the service
-        # user can read, which systemd removes when the service stops: restarts leave no copies behind
-        env.update({AUTH_SECRET_ARN_ENV: auth_arn, AUTH_DIR_ENV: f"/run/mlflow-{tier.role}"})
-        runtime_dir = f"RuntimeDirectory=mlflow-{tier.role}\nRuntimeDirectoryMode=0700\n"
-    env_file = _env_file(env)
-    command = " ".join(shlex.quote(part) for part in server.command)
-    # as the Dockerfile: the planned MLflow pinned, everything else from the package's [server] extra
-    packages = " ".join(shlex.quote(p) for p in (
-        f"mlflow[auth]=={mlflow_version}", with_server_extra(package_spec)))
-    return f"""#!/bin/bash
-# MLflow {role} server for {environment}: rendered by mlflow-infra from the capacity plan.
-set -euo pipefail
-dnf install -y python3.11 python3.11-pip
-id mlflow >/dev/null 2>&1 || useradd --system --home-dir /opt/mlflow --shell /sbin/nologin mlflow
-python3.11 -m venv /opt/mlflow/venv
-/opt/mlflow/venv/bin/pip install --quiet {packages}
-install -d -o mlflow -g mlflow -m 0750 /etc/mlflow {shlex.quote(env.get("PROMETHEUS_MULTIPROC_DIR", "/tmp/mlflow-prometheus"))}
-cat > /etc/mlflow/{role}.env <<'ENV'
-{env_file}
-ENV
-chmod 0640 /etc/mlflow/{role}.env
-cat > /etc/mlflow/migrate.env <<'ENV'
-{migrate_env_file}
-ENV
-chmod 0640 /etc/mlflow/migrate.env
-
-cat > /etc/systemd/system/mlflow-migrate.service <<'UNIT'
-[Unit]
-Description=MLflow schema upgrade and index migration
-After=network-online.target
-Wants=network-online.target
-
-[Service]
-Type=oneshot
-RemainAfterExit=yes
-User=mlflow
-EnvironmentFile=/etc/mlflow/{role}.env
-# later files win: the master secret's ARN and the primary's address, for this unit only
-EnvironmentFile=/etc/mlflow/migrate.env
-ExecStart=/opt/mlflow/venv/bin/{ENTRYPOINT} migrate
-UNIT
-
-cat > /etc/systemd/system/mlflow-{role}.service <<'UNIT'
-[Unit]
-Description=MLflow tracking {role} server
-After=mlflow-migrate.service
-Requires=mlflow-migrate.service
-
-[Service]
-User=mlflow
-EnvironmentFile=/etc/mlflow/{role}.env
-ExecStart=/opt/mlflow/venv/bin/{ENTRYPOINT} server -- /opt/mlflow/venv/bin/{command}
-LimitNOFILE={server.nofile}
-{runtime_dir}Restart=always
-RestartSec=5
-
-[Install]
-WantedBy=multi-user.target
-UNIT
-
-systemctl daemon-reload
-systemctl enable --now mlflow-{role}.service
-"""

@@ -24,8 +24,6 @@ class MlflowTrackingArgs:
 
     spec: EnvironmentSpec
     plan: CapacityPlan | None = None
-    # what EC2 instances pip-install for the entrypoint (a wheel URL or "mlflow-infra==X")
-    entrypoint_package: str = "mlflow-infra"
 
     @classmethod
     def from_file(cls, path: str | Path) -> "MlflowTrackingArgs":
@@ -42,7 +40,7 @@ def network_args(spec: EnvironmentSpec, plan: CapacityPlan) -> NetworkArgs:
     common = dict(region=plan.region, availability_zones=list(pl.availability_zones), nat_gateway=pl.nat_gateway,
                   interface_endpoint_services=list(pl.interface_endpoint_services),
                   internet_facing_ui=spec.tracking.ui.internet_facing, public_subnets=spec.tracking.ui.internet_facing,
-                  tracking_port=plan.tracking.api.server.port, tags=plan.tags)
+                  tracking_port=plan.tracking.api.server.port, ready_port=plan.tracking.ui.server.ready_port, tags=plan.tags)
     training_fields = dict(training_vpc_id=training.vpc_id, training_cidr=training.cidr,
                            training_subnet_ids=[s.id for s in training.subnets],
                            training_route_table_ids=list(training.route_table_ids)) if training else {}
@@ -101,10 +99,11 @@ class MlflowTracking(pulumi.ComponentResource):
             api_lb_security_group_id=self.network.api_lb_sg.id, ui_lb_security_group_id=self.network.ui_lb_sg.id,
             db_endpoint=self.database.endpoint, replica_endpoints=self.database.replica_endpoints,
             secret_arn=self.database.secret_arn, master_secret_arn=self.database.master_secret_arn,
-            db_primary_address=self.database.primary.address, kms_key_arn=self.database.key.arn,
+            db_primary_address=self.database.primary.address, db_instance_identifier=self.database.primary.identifier,
+            db_instance_arn=self.database.primary.arn, kms_key_arn=self.database.key.arn,
             bucket_arn=self.artifacts.bucket.arn, artifacts_destination=self.artifacts.destination,
             image=spec.tracking.image, ui_internet_facing=spec.tracking.ui.internet_facing,
-            ui_certificate_arn=spec.tracking.ui.certificate_arn, entrypoint_package=args.entrypoint_package,
+            ui_certificate_arn=spec.tracking.ui.certificate_arn,
             production=plan.tier == "production", tags=tags), opts=child)
         fleets = self.service.fleets
         self.monitoring = TrackingMonitoring(f"{name}-mon", MonitoringArgs(
@@ -112,7 +111,8 @@ class MlflowTracking(pulumi.ComponentResource):
             dimensions=target_dimensions(
                 self.database.primary.identifier, [r.identifier for r in self.database.replicas],
                 {role: f.load_balancer.arn_suffix for role, f in fleets.items()},
-                {role: fleet_dimensions(self.service, f) for role, f in fleets.items()})), opts=child)
+                {name: dims for f in fleets.values() for name, dims in fleet_dimensions(self.service, f).items()},
+                {role: f.target_group.arn_suffix for role, f in fleets.items()})), opts=child)
 
         self.tracking_uri = self.service.api_url
         self.ui_url = self.service.ui_url
@@ -131,11 +131,12 @@ class MlflowTracking(pulumi.ComponentResource):
         })
 
 
-def fleet_dimensions(service: TrackingService, fleet: FleetResources) -> dict:
-    """CloudWatch dimensions of a tier's CPU: the ECS service, or the Auto Scaling group."""
-    if fleet.service is not None:
-        return {"ClusterName": service.cluster.name, "ServiceName": fleet.service.name}
-    return {"AutoScalingGroupName": fleet.autoscaling_group.name}
+def fleet_dimensions(service: TrackingService, fleet: FleetResources) -> dict[str, dict]:
+    """CloudWatch dimensions of each service's CPU (the ECS service, or the Auto Scaling group), by
+    service: `api`, `ui`, and `ui-2`, `ui-3`, ... for the UI services of further replicas."""
+    if fleet.services:
+        return {n: {"ClusterName": service.cluster.name, "ServiceName": s.name} for n, s in zip(fleet.service_names, fleet.services)}
+    return {n: {"AutoScalingGroupName": g.name} for n, g in zip(fleet.service_names, fleet.autoscaling_groups)}
 
 
 def plan_summary(plan: CapacityPlan) -> dict:

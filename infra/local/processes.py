@@ -143,8 +143,10 @@ def group_pids(pgid: int) -> list[int]:
 
 
 def is_mlflow_group(pgid: int | None) -> bool:
-    """The group still runs an MLflow server: guards against a pid reused since the state was written."""
-    return bool(pgid) and any("mlflow" in command_line(pid) or "uvicorn" in command_line(pid) for pid in group_pids(pgid))
+    """The group still runs an MLflow server (or the topology's UI balancer): guards against a pid
+    reused since the state was written."""
+    markers = ("mlflow", "uvicorn", "infra.local.balancer")
+    return bool(pgid) and any(m in command_line(pid) for pid in group_pids(pgid) for m in markers)
 
 
 # ---------------------------------------------------------------------------------------------

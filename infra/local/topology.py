@@ -21,10 +21,10 @@ from pathlib import Path
 
 from .postgres import LocalPostgres, bin_dir, build_has_lz4
 from ..endpoints import (APP_DATABASE_USERNAME, APP_PASSWORD_ENV, APP_USERNAME_ENV, AUTH_ADMIN_USERNAME, AUTH_DIR_ENV,
-                         AUTH_ENV, AUTH_SECRET_KEYS, DATABASE_NAME, auth_variables, new_auth_secret,
-                         new_database_secret)
+                         AUTH_ENV, AUTH_SECRET_KEYS, DATABASE_NAME, READ_FALLBACK_HOST_ENV, READY_HOST_ENV, READY_PATH,
+                         READY_PORT_ENV, auth_variables, new_auth_secret, new_database_secret)
 from ..planning.parameters import Parameter, server_settings
-from ..planning.plan import CapacityPlan, plan
+from ..planning.plan import CapacityPlan, TierPlan, plan
 from ..planning.server_command import HEALTH_PATH, PRIMARY_URI_ENV, REPLICA_URI_ENV, ServerSettings
 from ..spec import load_environment
 from . import processes
@@ -45,6 +45,9 @@ host {DATABASE_NAME} {APP_DATABASE_USERNAME} 127.0.0.1/32 scram-sha-256
 SERVER_START_TIMEOUT_S = 180  # four workers importing MLflow on a 2 vCPU box take 20-40 s
 REPLICA_CATCH_UP_TIMEOUT_S = 60
 WARM_UP_PATH = "/api/2.0/mlflow/experiments/search?max_results=1"
+# The local UI balancer's health checks: the target group's (10 s x 3) shortened, so a lost replica's
+# UI server leaves the rotation within ~4 s here; the semantics (thresholds, fail-open) are the same.
+BALANCER_CHECK = {"interval": "2", "timeout": "1.5", "healthy-threshold": "2", "unhealthy-threshold": "2"}
 # tracking.auth basic: the generated Flask secret key and admin user, kept under the root and reused
 AUTH_FILE = "auth.json"
 # the servers' database role: JSON username, password (mode 0600), what the app secret holds on AWS;
@@ -97,9 +100,18 @@ def slot_name(database: str) -> str:
     return "mlflow_local_" + database.replace("-", "_")
 
 
+def ui_server_names(replicas: int) -> list[str]:
+    """One UI server per replica, as one UI service per replica on AWS; with two or more, "ui" is the
+    load balancer in front of them (`infra.local.balancer`), with one or none the UI server itself."""
+    return ["ui"] if replicas < 2 else [f"ui-{i}" for i in range(1, replicas + 1)]
+
+
 def component_ports(replicas: int, base_port: int, api_port: int, ui_port: int) -> dict[str, int]:
+    """Databases from --base-port; the API; the UI (its balancer with two or more replicas, whose
+    servers take --ui-port + 1, + 2, ...)."""
     ports = {name: base_port + i for i, name in enumerate(database_names(replicas))}
-    return {**ports, "api": api_port, "ui": ui_port}
+    ui_servers = {} if replicas < 2 else {name: ui_port + i for i, name in enumerate(ui_server_names(replicas), start=1)}
+    return {**ports, "api": api_port, "ui": ui_port, **ui_servers}
 
 
 def check_ports(ports: Mapping[str, int]) -> None:
@@ -147,15 +159,19 @@ def local_command(command: Sequence[str], port: int, prometheus_dir: Path) -> li
     return local
 
 
-def database_env(primary_port: int, replica_port: int | None, credentials: Mapping[str, str] | None = None) -> dict[str, str]:
+def database_env(primary_port: int, replica_port: int | None, credentials: Mapping[str, str] | None = None,
+                 read_fallback: bool = False) -> dict[str, str]:
     """The entrypoint's DB_* variables (no TLS: nothing leaves 127.0.0.1): as the application role
     when its `credentials` (username, password) are given, as the servers get them; else as the
-    superuser, the migrate step's master user."""
+    superuser, the migrate step's master user. `read_fallback`: reads go to the primary while the
+    replica is down (a single replica, as rendered for AWS)."""
     user, password = (credentials["username"], credentials["password"]) if credentials else (SUPERUSER, LOCAL_PASSWORD)
     env = {"DB_HOST": "127.0.0.1", "DB_PORT": str(primary_port), "DB_NAME": DATABASE_NAME, "DB_USERNAME": user,
            "DB_PASSWORD": password, "DB_SSLMODE": "disable"}
     if replica_port is not None:
         env.update({"DB_REPLICA_HOST": "127.0.0.1", "DB_REPLICA_PORT": str(replica_port)})
+        if read_fallback:
+            env.update({READ_FALLBACK_HOST_ENV: "127.0.0.1", "DB_READ_FALLBACK_PORT": str(primary_port)})
     return env
 
 
@@ -375,7 +391,8 @@ class LocalTopology:
             server = self._postgres(name, self.ports[name])
             if server.running:
                 running[name] = self._postmaster_port(server) or self.ports[name]
-        for server in (previous or {}).get("servers", []):
+        previous = previous or {}
+        for server in [*previous.get("servers", []), *filter(None, [previous.get("balancer")])]:
             if processes.is_mlflow_group(server.get("pid")):
                 running[server["name"]] = server["port"]
         return running
@@ -413,14 +430,18 @@ class LocalTopology:
             servers = [s["name"] for s in state["servers"]]
             if any(name not in running for name in servers):
                 self._migrate(say)
+            databases = {d["name"]: d for d in state["databases"]}
             for server in state["servers"]:
                 if server["name"] in running:
                     say(f"{server['name']} server already running at {server['url']}")
                     continue
-                if server["name"] == "ui" and len(state["databases"]) > 1:
-                    self._wait_replica_caught_up(state["databases"][0], state["databases"][1], say)
-                tier = {t.role: t for t in p.tracking.tiers}[server["name"]]
-                self._start_server(server, tier.server, state, started, say)
+                if server["reads_from"] != "primary":
+                    self._wait_replica_caught_up(databases["primary"], databases[server["reads_from"]], say)
+                tier = {t.role: t for t in p.tracking.tiers}[server["role"]]
+                self._start_server(server, tier, state, started, say)
+            balancer = state.get("balancer")
+            if balancer and balancer["name"] not in running:
+                self._start_balancer(balancer, state, started, say)
         except BaseException:
             if started:
                 say(f"stopping what this run started: {', '.join(reversed(started))}")
@@ -431,8 +452,24 @@ class LocalTopology:
     def _new_state(self, previous: dict | None, settings: dict) -> dict:
         p = self._plan()
         names = database_names(self.replicas)
-        replica_port = self.ports[names[1]] if len(names) > 1 else None
-        old_pids = {s["name"]: s.get("pid") for s in (previous or {}).get("servers", [])}
+        previous = previous or {}
+        old = {s["name"]: s for s in [*previous.get("servers", []), *filter(None, [previous.get("balancer")])]}
+        ui_reads = names[1:] or ["primary"]
+        ui_names = ui_server_names(self.replicas)
+
+        def server(name: str, role: str, reads_from: str) -> dict:
+            entry = {"name": name, "role": role, "port": self.ports[name], "url": f"http://127.0.0.1:{self.ports[name]}",
+                     "pid": old.get(name, {}).get("pid"), "log": str(self.logs_dir / f"{name}.log"), "reads_from": reads_from}
+            if reads_from != "primary":  # its readiness (the target group's health check), on a port of its own
+                entry["ready_port"] = old.get(name, {}).get("ready_port") or processes.free_port()
+            return entry
+
+        servers = [server("api", "api", "primary"), *(server(n, "ui", r) for n, r in zip(ui_names, ui_reads))]
+        balancer = None
+        if len(ui_names) > 1:
+            balancer = {"name": "ui", "port": self.ports["ui"], "url": f"http://127.0.0.1:{self.ports['ui']}",
+                        "pid": old.get("ui", {}).get("pid"), "log": str(self.logs_dir / "ui-balancer.log"),
+                        "state_file": str(self.logs_dir / "ui-balancer.json")}
         return {
             "format": STATE_FORMAT,
             "environment": p.environment,
@@ -440,10 +477,8 @@ class LocalTopology:
             "databases": [{"name": name, "port": self.ports[name], "data_dir": str(self.data_dir(name)),
                            "uri": postgres_uri(self.ports[name]), "log": str(self.data_dir(name) / "server.log"),
                            "slot": None if name == "primary" else slot_name(name)} for name in names],
-            "servers": [{"name": name, "port": self.ports[name], "url": f"http://127.0.0.1:{self.ports[name]}",
-                         "pid": old_pids.get(name), "log": str(self.logs_dir / f"{name}.log"),
-                         "reads_from": names[1] if name == "ui" and replica_port else "primary"}
-                        for name in ("api", "ui")],
+            "servers": servers,
+            "balancer": balancer,
             "skipped_parameters": unique(settings["primary"][1] + settings["replica"][1]),
             "adapted_parameters": unique(settings["primary"][2] + settings["replica"][2]),
         }
@@ -526,7 +561,7 @@ class LocalTopology:
         state = self.read_state()
         if state is None:
             raise LocalTopologyError(f"{self.root} has no state.json; bring the topology up first")
-        self._stop(state, only={s["name"] for s in state["servers"]})
+        self._stop(state, only={s["name"] for s in [*state["servers"], *filter(None, [state.get("balancer")])]})
         return self.up(progress)
 
     def _migrate(self, say: Progress) -> None:
@@ -561,8 +596,8 @@ class LocalTopology:
                 raise LocalTopologyError(f"{replica['name']} did not replay the primary's WAL up to {lsn} within"
                                          f" {REPLICA_CATCH_UP_TIMEOUT_S} s (log: {replica['log']})", EXIT_FAILED) from None
 
-    def _start_server(self, server: dict, settings: ServerSettings, state: dict, started: list[str], say: Progress) -> None:
-        name, port = server["name"], server["port"]
+    def _start_server(self, server: dict, tier: TierPlan, state: dict, started: list[str], say: Progress) -> None:
+        name, port, settings = server["name"], server["port"], tier.server
         databases = {d["name"]: d for d in state["databases"]}
         replica_port = databases[server["reads_from"]]["port"] if server["reads_from"] != "primary" else None
         workers = settings.command[settings.command.index("--workers") + 1] if "--workers" in settings.command else "?"
@@ -573,8 +608,11 @@ class LocalTopology:
         prometheus_dir = self.prometheus_dir(name)
         command = local_command(settings.command, port, prometheus_dir)
         env = server_environment(settings, self._base_environment(),
-                                 database_env(self.ports["primary"], replica_port, self.database_credentials()),
+                                 database_env(self.ports["primary"], replica_port, self.database_credentials(),
+                                              read_fallback=tier.read_fallback),
                                  self.artifacts_dir, prometheus_dir)
+        if server.get("ready_port"):
+            env.update({READY_PORT_ENV: str(server["ready_port"]), READY_HOST_ENV: "127.0.0.1"})
         if settings.auth_secret_environment:
             # what ECS injects from the auth secret; the entrypoint writes the auth ini (user store on the
             # primary) under this server's run directory, emptied first: no stale copy from an earlier start
@@ -587,6 +625,21 @@ class LocalTopology:
         started.append(name)
         self._write_state(state)
         self._wait_server(server)
+
+    def _start_balancer(self, balancer: dict, state: dict, started: list[str], say: Progress) -> None:
+        """The UI's load balancer: every UI server a target, health-checked on its readiness port."""
+        ui_servers = [s for s in state["servers"] if s["role"] == "ui"]
+        say(f"starting the UI load balancer on {balancer['url']} ({len(ui_servers)} UI servers, one per replica)")
+        argv = [sys.executable, "-m", "infra.local.balancer", "--listen", str(balancer["port"]),
+                "--state-file", balancer["state_file"]]
+        for s in ui_servers:
+            argv += ["--target", f"{s['url']}=http://127.0.0.1:{s['ready_port']}{READY_PATH}"]
+        for option, value in BALANCER_CHECK.items():
+            argv += [f"--{option}", value]
+        balancer["pid"] = processes.spawn_daemon(argv, self._base_environment(), Path(balancer["log"]), 4096)
+        started.append(balancer["name"])
+        self._write_state(state)
+        self._wait_server(balancer)
 
     def _wait_server(self, server: dict) -> None:
         """/health answers 200, then a real read does: MLflow's first requests can fail while workers import."""
@@ -623,7 +676,7 @@ class LocalTopology:
                                   f" (log: {log})", EXIT_FAILED)
 
     def _topology_state(self, state: dict) -> TopologyState:
-        servers = {s["name"]: s for s in state["servers"]}
+        servers = {s["name"]: s for s in [*state["servers"], *filter(None, [state.get("balancer")])]}
         return TopologyState(api_url=servers["api"]["url"], ui_url=servers["ui"]["url"],
                              primary_uri=state["databases"][0]["uri"],
                              replica_uris=[d["uri"] for d in state["databases"][1:]],
@@ -645,13 +698,15 @@ class LocalTopology:
             components[database["name"]] = {
                 "kind": "postgresql", "port": database["port"], "pid": server.pid if running else None,
                 "up": running and server.is_ready(), "address": database["uri"], "log": database["log"]}
-        for server in state.get("servers", []):
+        balancer = state.get("balancer")
+        for server in [*state.get("servers", []), *filter(None, [balancer])]:
             running = processes.is_mlflow_group(server.get("pid"))
             components[server["name"]] = {
-                "kind": "mlflow", "port": server["port"], "pid": server["pid"] if running else None,
+                "kind": "balancer" if server is balancer else "mlflow", "port": server["port"],
+                "pid": server["pid"] if running else None,
                 "up": running and processes.http_status(server["url"] + HEALTH_PATH) == 200,
                 "address": server["url"], "log": server["log"]}
-        servers = {s["name"]: s["url"] for s in state.get("servers", [])}
+        servers = {s["name"]: s["url"] for s in [*state.get("servers", []), *filter(None, [balancer])]}
         return {"root": str(self.root), "environment": state.get("environment"), "api_url": servers.get("api"),
                 "ui_url": servers.get("ui"), "components": components}
 
@@ -667,8 +722,8 @@ class LocalTopology:
             shutil.rmtree(self.root)
 
     def _stop(self, state: dict, only: set[str] | None = None) -> None:
-        """Servers first (they hold connections), then replicas, then the primary; state.json follows."""
-        for server in reversed(state["servers"]):
+        """The balancer and servers first (they hold connections), then replicas, then the primary; state.json follows."""
+        for server in [*filter(None, [state.get("balancer")]), *reversed(state["servers"])]:
             if only is None or server["name"] in only:
                 if processes.is_mlflow_group(server.get("pid")):
                     processes.stop_group(server["pid"])

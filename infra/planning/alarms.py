@@ -4,13 +4,15 @@ instance's memory, max_connections, the storage autoscaling ceiling). The monito
 loops over it and the cost estimate counts it; neither decides a number.
 
 Each alarm names its `target` (what its dimensions point at) instead of the dimensions themselves,
-which are only known once resources exist: `primary`, `replica-<i>`, `api-lb`, `ui-lb`,
-`api-fleet`, `ui-fleet`.
+which are only known once resources exist: `primary`, `replica-<i>`, `api-lb`, `ui-lb`, `ui-tg`
+(the UI's target group), `api-fleet`, `ui-fleet` (and `ui-<n>-fleet` for the UI service of replica n).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from .sizing import service_names
 
 GIB = 1024**3
 # One-minute datapoints, 3 of the last 5 breaching: a blip does not page, a trend does within 5 min.
@@ -62,7 +64,7 @@ def free_storage_percent(free_percent: int, autoscaling: bool) -> float:
 
 
 def plan_alarms(alarms, *, memory_gib: float, max_connections: int, allocated_gib: int, max_allocated_gib: int,
-                replicas: int, compute: str) -> tuple[AlarmPlan, ...]:
+                replicas: int, compute: str, ui_services: int = 1) -> tuple[AlarmPlan, ...]:
     """Every alarm, from the environment's `alarms:` section (`alarms`) and the plan's figures."""
     a = alarms
     storage_percent = free_storage_percent(a.db_free_storage_percent, max_allocated_gib > allocated_gib)
@@ -86,7 +88,14 @@ def plan_alarms(alarms, *, memory_gib: float, max_connections: int, allocated_gi
                        a.load_balancer_5xx_per_minute, "Sum", f"{role} servers answer 5xx") for role in ("api", "ui")]
     planned.append(_alarm("api-latency-p99", "api-lb", "AWS/ApplicationELB", "TargetResponseTime", GREATER,
                           a.api_p99_latency_ms / 1000, None, "API p99 latency: logging calls queue", extended="p99"))
-    planned += [_alarm(f"{role}-cpu", f"{role}-fleet", FLEET_CPU_NAMESPACE[compute], "CPUUtilization", GREATER,
-                       a.service_cpu_percent, "Average", f"{role} servers CPU high: autoscaling at its maximum?")
-                for role in ("api", "ui")]
+    # one CPU alarm per service: the UI has one per replica, each autoscaled on its own
+    fleets = [*service_names("api", 1), *service_names("ui", ui_services)]
+    planned += [_alarm(f"{fleet}-cpu", f"{fleet}-fleet", FLEET_CPU_NAMESPACE[compute], "CPUUtilization", GREATER,
+                       a.service_cpu_percent, "Average", f"{fleet} servers CPU high: autoscaling at its maximum?")
+                for fleet in fleets]
+    if replicas:
+        # a UI task fails its readiness when its replica cannot answer: the load balancer routes around
+        # it, and this says so instead of leaving the loss invisible
+        planned.append(_alarm("ui-unhealthy-targets", "ui-tg", "AWS/ApplicationELB", "UnHealthyHostCount", GREATER, 0,
+                              "Maximum", "UI tasks fail their readiness: a read replica cannot answer (the others serve)"))
     return tuple(planned)

@@ -69,6 +69,13 @@ def supervisor_connections(auth: str) -> int:
 
 # Connections are recycled after 25 min: before RDS Proxy's 30 min idle client timeout.
 POOL_RECYCLE_S = 1_500
+# With a single replica the UI's reads fall back to the primary while the replica is down (the read
+# URI lists both hosts); recycling every 30 s brings them back within 30 s of its return, for the
+# price of a reconnect per UI connection every 30 s (a few ms; the UI keeps a handful per worker).
+READ_FALLBACK_RECYCLE_S = 30
+# A UI task that reads a replica answers its load balancer's health check only after a short
+# connection to that replica answers (`mlflow-infra-entrypoint` readiness): one more per task.
+READINESS_CONNECTIONS = 1
 # Room left above the fleet's own need when max_connections is set from it.
 MAX_CONNECTIONS_MARGIN = 1.2
 MIN_MAX_CONNECTIONS = 100
@@ -91,10 +98,12 @@ class Pool:
         return self.pool_size + self.max_overflow
 
 
-def pool_for(role: str, clients: int = 0, workers: int = 1) -> Pool:
-    """Pool and overflow per engine: the burst share of `clients` calling at once over `workers`."""
+def pool_for(role: str, clients: int = 0, workers: int = 1, read_fallback: bool = False) -> Pool:
+    """Pool and overflow per engine: the burst share of `clients` calling at once over `workers`;
+    recycled sooner when reads fall back to the primary (a single replica's UI)."""
     burst = math.ceil(clients / max(1, workers)) * CONNECTIONS_PER_REQUEST[role] - POOL_SIZE[role]
-    return Pool(POOL_SIZE[role], min(MAX_OVERFLOW_CAP[role], max(MIN_OVERFLOW[role], burst)), POOL_RECYCLE_S)
+    return Pool(POOL_SIZE[role], min(MAX_OVERFLOW_CAP[role], max(MIN_OVERFLOW[role], burst)),
+                READ_FALLBACK_RECYCLE_S if read_fallback else POOL_RECYCLE_S)
 
 
 def memory_ceiling(memory_bytes: int) -> int:
@@ -117,8 +126,9 @@ class ConnectionBudget:
     engines_per_worker: int       # SQLAlchemy engines (pools) per worker process on the primary
     api_connections: int          # to the primary, all API workers at max autoscale
     ui_primary_connections: int   # the UI's writes (and reads when there is no replica)
-    ui_replica_connections: int   # per replica
-    fleet_connections: int        # api + ui on the primary
+    ui_replica_connections: int   # per replica: its UI service's tasks at max autoscale, readiness checks included
+    ui_fallback_connections: int  # a single replica's UI reads, on the primary while the replica is down
+    fleet_connections: int        # api + ui (+ fallback) on the primary
     reserve: int
     max_connections: int
     memory_ceiling: int
@@ -135,10 +145,14 @@ def plan_connection_budget(*, api_max: int, api_workers: int, api_pool: Pool, ui
     api = api_max * (api_workers * engines * api_pool.per_worker + supervisor)
     ui_all = ui_max * (ui_workers * engines * ui_pool.per_worker + supervisor)
     # The UI server keeps its engines on the primary too (writes: tags, notes, deletes; the auth
-    # store); with a replica its reads move there, and each replica serves its share of the UI tasks.
+    # store); with replicas its reads move there: one UI service per replica, each with its share of
+    # the UI tasks (the plan makes ui_max a multiple of the replicas), plus their readiness checks.
     ui_primary = ui_all
-    ui_replica = math.ceil(ui_max / replicas) * ui_workers * replica_engines * ui_pool.per_worker if replicas else 0
-    fleet = api + ui_primary
+    ui_replica = (math.ceil(ui_max / replicas) * (ui_workers * replica_engines * ui_pool.per_worker + READINESS_CONNECTIONS)
+                  if replicas else 0)
+    # with a single replica the UI's reads fall back to the primary while it is down: count them there
+    ui_fallback = ui_replica if replicas == 1 else 0
+    fleet = api + ui_primary + ui_fallback
     reserve = SUPERUSER_RESERVED + ADMIN_HEADROOM + replication_reserve(replicas)
     ceiling = memory_ceiling(memory_bytes)
     fits_direct = fleet + reserve <= ceiling and ui_replica + reserve <= ceiling
@@ -170,9 +184,10 @@ def plan_connection_budget(*, api_max: int, api_workers: int, api_pool: Pool, ui
         ui_task = f"{ui_workers} x {engines} x ({ui_pool.pool_size}+{ui_pool.max_overflow})"
         if supervisor:  # the basic-auth bootstrap's connection, once per server process
             api_task, ui_task = (f"({t} + {supervisor} auth bootstrap)" for t in (api_task, ui_task))
-        why = (f"API {api_max} x {api_task} = {api} + UI {ui_max} x {ui_task} = {ui_primary}"
+        fallback = f" + UI reads falling back from the replica {ui_fallback}" if ui_fallback else ""
+        why = (f"API {api_max} x {api_task} = {api} + UI {ui_max} x {ui_task} = {ui_primary}{fallback}"
                f" + reserve {reserve} fits in max_connections {max_connections} (class holds {ceiling})")
         headroom = max_connections - reserve - max(fleet, ui_replica)
         proxy = None
-    return ConnectionBudget(engines, api, ui_primary, ui_replica, fleet, reserve,
+    return ConnectionBudget(engines, api, ui_primary, ui_replica, ui_fallback, fleet, reserve,
                             max_connections, ceiling, use_proxy, proxy, headroom, why)

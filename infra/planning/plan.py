@@ -32,6 +32,8 @@ from .sizing import (
     plan_fleet,
     plan_replicas,
     plan_storage,
+    service_names,
+    spread_over_replicas,
     ui_reads_on_primary,
 )
 from ..spec.model import EnvironmentSpec
@@ -86,6 +88,21 @@ class TierPlan(FleetPlan):
     task_memory_mib: int
     reads_from_replica: bool
     writes_artifacts: bool        # the API writes the bucket; the UI only reads it
+    runs_migrations: bool = False  # the API's tasks run the migrate step (once per deploy upgrades); the UI's wait
+    services: int = 1             # the UI with replicas: one service per replica, each reading its own
+    read_fallback: bool = False   # a single replica: its reads go to the primary while it is down
+
+    @property
+    def service_min_count(self) -> int:
+        return self.min_count // self.services
+
+    @property
+    def service_max_count(self) -> int:
+        return self.max_count // self.services
+
+    @property
+    def service_names(self) -> tuple[str, ...]:
+        return service_names(self.role, self.services)
 
 
 @dataclass(frozen=True)
@@ -208,7 +225,8 @@ def _placement(spec: EnvironmentSpec, replicas: int) -> PlacementPlan:
     )
 
 
-def _tier(role: str, spec: EnvironmentSpec, fleet: FleetPlan, pool: Pool, engines: int, reads_from_replica: bool) -> TierPlan:
+def _tier(role: str, spec: EnvironmentSpec, fleet: FleetPlan, pool: Pool, engines: int, replicas: int = 0) -> TierPlan:
+    reads_from_replica = replicas > 0
     return TierPlan(
         **{f.name: getattr(fleet, f.name) for f in dataclasses.fields(FleetPlan)},
         pool=pool,
@@ -218,7 +236,20 @@ def _tier(role: str, spec: EnvironmentSpec, fleet: FleetPlan, pool: Pool, engine
         task_memory_mib=int(fleet.memory_gib * 1024),
         reads_from_replica=reads_from_replica,
         writes_artifacts=role == "api",
+        runs_migrations=role == "api",
+        services=max(1, replicas),
+        read_fallback=replicas == 1,
     )
+
+
+def ui_reads_reason(replicas: int) -> str:
+    if replicas == 0:
+        return "no replica: the UI reads from the primary"
+    if replicas == 1:
+        return ("the UI tier passes --read-replica-backend-store-uri; writes stay on the primary; while the replica"
+                " cannot be reached its reads go to the primary")
+    return (f"one UI service per replica ({replicas}), each reading its own; a task whose replica cannot answer"
+            " fails its health check and the load balancer serves from the others")
 
 
 def _artifacts(spec: EnvironmentSpec) -> ArtifactsPlan:
@@ -245,12 +276,12 @@ def plan(spec: EnvironmentSpec, k: Coefficients | None = None) -> CapacityPlan:
 
     api = plan_fleet("api", d.write_requests_per_s, spec.workload.metrics_per_call, spec.tier,
                      spec.tracking.compute, spec.tracking.api, k)
-    ui = plan_fleet("ui", d.ui_read_requests_per_s, spec.workload.metrics_per_call, spec.tier,
-                    spec.tracking.compute, spec.tracking.ui, k)
+    ui = spread_over_replicas(plan_fleet("ui", d.ui_read_requests_per_s, spec.workload.metrics_per_call, spec.tier,
+                                         spec.tracking.compute, spec.tracking.ui, k), replicas.count)
     cls = catalogue.instance_class(instance.instance_class)
     # the burst lands on the servers that are already running: the minimum fleet
     api_pool = pool_for("api", spec.workload.concurrent_training_jobs, api.min_count * api.workers)
-    ui_pool = pool_for("ui", spec.workload.concurrent_ui_users, ui.min_count * ui.workers)
+    ui_pool = pool_for("ui", spec.workload.concurrent_ui_users, ui.min_count * ui.workers, read_fallback=replicas.count == 1)
     budget = plan_connection_budget(api_max=api.max_count, api_workers=api.workers, api_pool=api_pool,
                                     ui_max=ui.max_count, ui_workers=ui.workers, ui_pool=ui_pool,
                                     replicas=replicas.count, memory_bytes=cls.memory_bytes,
@@ -272,10 +303,9 @@ def plan(spec: EnvironmentSpec, k: Coefficients | None = None) -> CapacityPlan:
     tracking = TrackingPlan(
         compute=spec.tracking.compute,
         mlflow_version=spec.tracking.mlflow_version,
-        api=_tier("api", spec, api, api_pool, budget.engines_per_worker, reads_from_replica=False),
-        ui=_tier("ui", spec, ui, ui_pool, budget.engines_per_worker, reads_from_replica=ui_on_replica),
-        ui_reads_from_replica=Decision(ui_on_replica, "the UI tier passes --read-replica-backend-store-uri; writes stay on the primary"
-                                       if ui_on_replica else "no replica: the UI reads from the primary"),
+        api=_tier("api", spec, api, api_pool, budget.engines_per_worker),
+        ui=_tier("ui", spec, ui, ui_pool, budget.engines_per_worker, replicas.count),
+        ui_reads_from_replica=Decision(ui_on_replica, ui_reads_reason(replicas.count)),
     )
     database = DatabasePlan(
         engine_version=db_spec.engine_version,
@@ -301,7 +331,7 @@ def plan(spec: EnvironmentSpec, k: Coefficients | None = None) -> CapacityPlan:
     placement = _placement(spec, replicas.count)
     alarms = plan_alarms(spec.alarms, memory_gib=cls.memory_gib, max_connections=budget.max_connections,
                          allocated_gib=storage.allocated_gib, max_allocated_gib=storage.max_allocated_gib,
-                         replicas=replicas.count, compute=spec.tracking.compute)
+                         replicas=replicas.count, compute=spec.tracking.compute, ui_services=max(1, replicas.count))
     cost = estimate(region=spec.region, db=instance, multi_az=spec.multi_az, replicas=replicas.count, storage=storage,
                     budget=budget, api=api, ui=ui, availability_zones=len(placement.availability_zones),
                     nat_gateway=placement.nat_gateway, creates_vpc=spec.placement.tracking_vpc == "new",

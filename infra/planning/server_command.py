@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .connections import Pool
-from ..endpoints import AUTH_APP, AUTH_ENV, AUTH_SECRET_ENV, HEALTH_PATH, TRACKING_PORT as PORT
+from ..endpoints import (AUTH_APP, AUTH_ENV, AUTH_SECRET_ENV, HEALTH_PATH, READY_PATH, READY_PORT, READY_PORT_ENV,
+                         SCHEMA_WAIT_ENV, TRACKING_PORT as PORT)
 from .sizing import FleetPlan
 
 PROMETHEUS_DIR = "/tmp/mlflow-prometheus"  # --expose-prometheus needs a writable directory for multiprocess metrics
@@ -29,6 +30,9 @@ REPLICA_URI_ENV = "MLFLOW_READ_REPLICA_BACKEND_STORE_URI"
 ARTIFACTS_PLACEHOLDER = "{artifacts_destination}"
 LOAD_BALANCER_HOST_PLACEHOLDER = "{load_balancer_host}"
 SECRET_ENV = ("DB_USERNAME", "DB_PASSWORD")
+# A server whose database is behind its MLflow waits this long for its deploy's migrate step (the API
+# tasks run it as they start) before it gives up; ECS replaces a task that gives up, and it waits again.
+SCHEMA_WAIT_S = 300
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,14 @@ class ServerSettings:
     nofile: int
     reason: str
     auth_secret_environment: tuple[str, ...] = ()  # AUTH_SECRET_ENV with tracking.auth basic, else empty
+    # a server that reads a replica: its load balancer checks readiness here (replica answering), not /health
+    ready_port: int | None = None
+    ready_path: str | None = None
+
+    @property
+    def load_balancer_health(self) -> tuple[int, str]:
+        """The port and path the load balancer's health check asks."""
+        return (self.ready_port, self.ready_path) if self.ready_port else (self.port, self.health_path)
 
 
 def nofile_limit(workers: int, connections_per_worker: int) -> int:
@@ -79,12 +91,18 @@ def server_settings(role: str, spec, fleet: FleetPlan, pool: Pool, engines_per_w
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         # private subnets have no business calling MLflow's usage telemetry endpoint
         "MLFLOW_DISABLE_TELEMETRY": "true",
+        # never serve against a schema other than this MLflow's (the entrypoint waits, or fails if newer)
+        SCHEMA_WAIT_ENV: str(SCHEMA_WAIT_S),
     }
     if basic_auth:
         environment[AUTH_ENV] = "basic"
+    if reads_from_replica:
+        environment[READY_PORT_ENV] = str(READY_PORT)
     nofile = nofile_limit(fleet.workers, pool.per_worker * engines_per_worker * len(uri_env))
     reason = (f"{fleet.workers} workers x pool {pool.pool_size}+{pool.max_overflow}; open files {nofile:,}"
               + ("; reads from the replica" if reads_from_replica else "")
               + ("; basic-auth users on the primary" if basic_auth else ""))
     return ServerSettings(role, tuple(command), environment, SECRET_ENV, tuple(uri_env), PORT, HEALTH_PATH, nofile, reason,
-                          auth_secret_environment=AUTH_SECRET_ENV if basic_auth else ())
+                          auth_secret_environment=AUTH_SECRET_ENV if basic_auth else (),
+                          ready_port=READY_PORT if reads_from_replica else None,
+                          ready_path=READY_PATH if reads_from_replica else None)

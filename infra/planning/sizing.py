@@ -6,6 +6,7 @@ Each function takes a few named inputs and returns its decision with a one-line 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -311,3 +312,22 @@ def plan_fleet(role: str, requests_per_s: float, metrics_per_call: int, tier: st
               f" {tier} keeps at least {MIN_COUNT[tier]}, autoscaling to x{BURST_FACTOR:g} for job bursts")
     return FleetPlan(role, compute, float(vcpu), float(memory), workers, min_count, max_count,
                      per_unit, instance_type, reason)
+
+
+def spread_over_replicas(fleet: FleetPlan, replicas: int) -> FleetPlan:
+    """The UI fleet as one service per read replica, each reading its own: min and max rounded up to
+    a multiple of the replicas with at least one task each, so every replica is read and losing one
+    leaves the other services' tasks serving. Unchanged without replicas (the UI reads the primary)."""
+    if replicas <= 1:
+        return fleet
+    per_min, per_max = math.ceil(fleet.min_count / replicas), math.ceil(fleet.max_count / replicas)
+    per_min = max(1, per_min)
+    return dataclasses.replace(
+        fleet, min_count=per_min * replicas, max_count=max(per_min, per_max) * replicas,
+        reason=f"{fleet.reason}; one service per replica ({replicas}), {per_min}-{max(per_min, per_max)} tasks each")
+
+
+def service_names(role: str, services: int) -> tuple[str, ...]:
+    """Each service's name in a tier: `api`; `ui`, then `ui-2`, `ui-3`, ... for the UI services of
+    further replicas (the first keeps the tier's name, so adding replicas renames nothing)."""
+    return (role, *(f"{role}-{n}" for n in range(2, services + 1)))

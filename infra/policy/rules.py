@@ -75,7 +75,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping
 
-from ..endpoints import DATABASE_PORT as DB_PORT, TRACKING_PORT
+from ..endpoints import DATABASE_PORT as DB_PORT, SECRETS_ENV, TRACKING_PORT
 from ..spec.checks import burstable_class, synchronous_commit_off_allowed
 from ..planning.server_command import MIN_NOFILE
 
@@ -607,8 +607,9 @@ def connection_budget(resources: list[Res], c: PolicyConfig) -> list[tuple[Res, 
       "nothing to set: the plan sets nofile from the fleet's sockets", [TASK_DEFINITION, LAUNCH_TEMPLATE])
 def open_files_limit(r: Res, c: PolicyConfig) -> list[str]:
     if r.type == LAUNCH_TEMPLATE:
-        limits = [int(x) for x in re.findall(r"^LimitNOFILE=(\d+)", user_data_text(r), re.M)]
-        return [] if limits and min(limits) >= c.min_nofile else [f"LimitNOFILE {limits or 'unset'} < {c.min_nofile}"]
+        # the server container's `docker run --ulimit nofile=SOFT:HARD`, as its ECS definition's ulimits
+        limits = [min(int(s), int(h)) for s, h in re.findall(r"\bnofile=(\d+):(\d+)", user_data_text(r))]
+        return [] if limits and min(limits) >= c.min_nofile else [f"nofile {limits or 'unset'} < {c.min_nofile}"]
     found = []
     for container in containers(r):
         if not is_tracking_container(container):
@@ -627,7 +628,7 @@ def no_plain_credentials(r: Res, c: PolicyConfig) -> list[str]:
     if r.type == LAUNCH_TEMPLATE:
         text = user_data_text(r)
         for key, value in re.findall(r"^(\w+)=(.*)$", text, re.M):
-            if SECRET_NAME.search(key) and not key.endswith("_ARN"):
+            if SECRET_NAME.search(key) and not key.endswith("_ARN") and key != SECRETS_ENV:  # references, not values
                 found.append(f"user data sets {key}")
         if URI_WITH_PASSWORD.search(text):
             found.append("user data holds a URI with a password")

@@ -15,6 +15,13 @@ Environment:
   DB_SECRET_ARN              a Secrets Manager secret with JSON username and password (the servers' app role)
   DB_REPLICA_HOST            when set, the UI's read replica (same name and credentials)
   DB_REPLICA_PORT            the replica's port (default: DB_PORT; the local topology gives each server its own)
+  DB_READ_FALLBACK_HOST, DB_READ_FALLBACK_PORT
+                             a single replica's UI: where reads go while the replica cannot be reached (the
+                             primary); the read URI lists both hosts and libpq takes the first that answers
+  MLFLOW_INFRA_READY_PORT    a UI server reading a replica: the command runs as a child, and GET /ready on this
+                             port answers 200 only while MLflow's /health and the read database (as the read
+                             engine connects to it) answer, else 503: the load balancer's health check.
+                             MLFLOW_INFRA_READY_HOST: where it listens (default 0.0.0.0)
   MLFLOW_ARTIFACTS_DESTINATION   fills {artifacts_destination}
   MLFLOW_LOAD_BALANCER_HOST      fills {load_balancer_host} as HOST and HOST:* (MLflow's host check compares the
                                  whole Host header, port included); when empty, that --allowed-hosts entry is dropped
@@ -58,7 +65,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..endpoints import (APP_PASSWORD_ENV, APP_USERNAME_ENV, AUTH_APP, AUTH_DIR_ENV, AUTH_ENV, AUTH_SECRET_ARN_ENV,
-                         AUTH_SECRET_KEYS, DATABASE_NAME, DATABASE_PORT, MASTER_SECRET_ARN_ENV, auth_variables)
+                         AUTH_SECRET_KEYS, DATABASE_NAME, DATABASE_PORT, MASTER_SECRET_ARN_ENV, READ_FALLBACK_HOST_ENV,
+                         DB_INSTANCE_ENV, HEALTH_PATH, READY_HOST_ENV, READY_PATH, READY_PORT_ENV, SCHEMA_WAIT_ENV,
+                         TRACKING_PORT, auth_variables)
 from ..planning.server_command import ARTIFACTS_PLACEHOLDER, LOAD_BALANCER_HOST_PLACEHOLDER, PRIMARY_URI_ENV, REPLICA_URI_ENV
 
 EXIT_FAILED = 1
@@ -82,6 +91,9 @@ DB_UPGRADE_CODE = ("import os; from mlflow.db import upgrade; "
 AUTH_UPGRADE_CODE = ("import os, sqlalchemy; from mlflow.server.auth.db.utils import migrate_if_needed; "
                      f"engine = sqlalchemy.create_engine(os.environ['{PRIMARY_URI_ENV}'], poolclass=sqlalchemy.pool.NullPool); "
                      "migrate_if_needed(engine, 'head'); engine.dispose()")
+# A replica (or the fallback) that does not answer within this is given up: the next host is tried,
+# and a readiness check fails well inside the load balancer's 5 s health-check timeout.
+READ_CONNECT_TIMEOUT_S = 3
 AUTH_CONFIG_ENV = "MLFLOW_AUTH_CONFIG_PATH"
 AUTH_INI = "basic_auth.ini"
 # Users without a grant on an experiment or model can read it, as MLflow's own default
@@ -138,14 +150,38 @@ def database_uri(user: str, password: str, host: str, port: int, name: str, sslm
             f"/{quote(name, safe='')}?sslmode={sslmode}")
 
 
+def read_hosts(env: Mapping[str, str]) -> list[tuple[str, int]]:
+    """Where reads go, in order: the replica, then (a single replica's UI) the fallback while the
+    replica cannot be reached. Empty without DB_REPLICA_HOST: reads stay on the primary."""
+    replica = _value(env, "DB_REPLICA_HOST")
+    if not replica:
+        return []
+    hosts = [(replica, _port(env, "DB_REPLICA_PORT"))]
+    fallback = _value(env, READ_FALLBACK_HOST_ENV)
+    if fallback:
+        hosts.append((fallback, _port(env, "DB_READ_FALLBACK_PORT")))
+    return hosts
+
+
+def read_uri(user: str, password: str, hosts: Sequence[tuple[str, int]], name: str, sslmode: str) -> str:
+    """The read replica URI. With a fallback, libpq's multi-host form (SQLAlchemy `?host=h:p&host=h:p`):
+    libpq tries the hosts in order, so a connection goes to the replica whenever it answers, else to
+    the fallback; a host that hangs is given up after READ_CONNECT_TIMEOUT_S."""
+    timeout = f"&connect_timeout={READ_CONNECT_TIMEOUT_S}"
+    if len(hosts) == 1:
+        return database_uri(user, password, *hosts[0], name, sslmode) + timeout
+    listed = "&".join(f"host={quote(f'[{h}]' if ':' in h else h, safe='[]')}:{p}" for h, p in hosts)
+    return f"{SCHEME}://{quote(user, safe='')}:{quote(password, safe='')}@/{quote(name, safe='')}?{listed}&sslmode={sslmode}{timeout}"
+
+
 def compose_uris(env: Mapping[str, str]) -> dict[str, str]:
     """{MLFLOW_BACKEND_STORE_URI: ..., and MLFLOW_READ_REPLICA_BACKEND_STORE_URI when DB_REPLICA_HOST is set}."""
     host, user, password = (_required(env, name) for name in ("DB_HOST", "DB_USERNAME", "DB_PASSWORD"))
     port, name, sslmode = _port(env), _value(env, "DB_NAME"), _sslmode(env)
     uris = {PRIMARY_URI_ENV: database_uri(user, password, host, port, name, sslmode)}
-    replica = _value(env, "DB_REPLICA_HOST")
-    if replica:
-        uris[REPLICA_URI_ENV] = database_uri(user, password, replica, _port(env, "DB_REPLICA_PORT"), name, sslmode)
+    hosts = read_hosts(env)
+    if hosts:
+        uris[REPLICA_URI_ENV] = read_uri(user, password, hosts, name, sslmode)
     return uris
 
 
@@ -364,6 +400,67 @@ def server_environment(env: Mapping[str, str]) -> dict[str, str]:
     return composed
 
 
+def read_conninfo(env: Mapping[str, str]) -> dict[str, str]:
+    """libpq keywords for a connection made as the read engine makes it: the same hosts, in order."""
+    hosts = read_hosts(env)
+    if not hosts:
+        raise EntrypointError(f"{READY_PORT_ENV} is set but DB_REPLICA_HOST is not; readiness checks the replica"
+                              " a UI server reads, so set both or neither")
+    return {"host": ",".join(h for h, _ in hosts), "port": ",".join(str(p) for _, p in hosts),
+            "dbname": _value(env, "DB_NAME"), "user": _required(env, "DB_USERNAME"), "password": _required(env, "DB_PASSWORD"),
+            "sslmode": _sslmode(env), "connect_timeout": str(READ_CONNECT_TIMEOUT_S)}
+
+
+def server_port(argv: Sequence[str]) -> int:
+    """The `--port` of the server command (MLflow's default 5000 without one)."""
+    if "--port" in argv[:-1]:
+        text = argv[list(argv).index("--port") + 1]
+        if text.isdigit():
+            return int(text)
+        raise EntrypointError(f"the server command's --port {text!r} is not allowed; expected an integer")
+    return TRACKING_PORT
+
+
+def readiness(argv: Sequence[str], env: Mapping[str, str]):
+    """The readiness server (not yet serving) for a UI server that reads a replica, or None."""
+    text = _value(env, READY_PORT_ENV)
+    if not text:
+        return None
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise EntrypointError(f"{READY_PORT_ENV} {text!r} is not allowed; expected an integer from 1 to 65535")
+    from .readiness import database_answers, mlflow_health, readiness_server, ready
+
+    conninfo = read_conninfo(env)
+    health = f"http://127.0.0.1:{server_port(argv)}{HEALTH_PATH}"
+    host = env.get(READY_HOST_ENV) or "0.0.0.0"
+    try:
+        return readiness_server(host, int(text), READY_PATH,
+                                lambda: ready([lambda: mlflow_health(health), lambda: database_answers(conninfo)]))
+    except OSError as exc:
+        raise EntrypointError(f"{READY_PORT_ENV} {text}: cannot listen on {host}:{text} ({exc.strerror or exc})") from None
+
+
+def wait_for_expected_schema(env: Mapping[str, str], uri: str) -> None:
+    """With MLFLOW_INFRA_SCHEMA_WAIT_S set (every rendered server): start only against the schema this
+    MLflow expects; wait that long for the migrate step while the database is behind, fail when ahead."""
+    text = _value(env, SCHEMA_WAIT_ENV)
+    if not text:
+        return
+    if not text.isdigit():
+        raise EntrypointError(f"{SCHEMA_WAIT_ENV} {text!r} is not allowed; expected a whole number of seconds")
+    import psycopg
+
+    from .migrate import CONNECT_TIMEOUT_S, libpq_uri
+    from .schema import wait_for_schema
+
+    try:
+        state = wait_for_schema(lambda: psycopg.connect(libpq_uri(uri), autocommit=True, connect_timeout=CONNECT_TIMEOUT_S),
+                                int(text))
+    except RuntimeError as exc:
+        raise EntrypointError(f"not starting the server: {exc}", EXIT_FAILED) from None
+    print(f"mlflow-infra-entrypoint: {state.describe()}", file=sys.stderr)
+
+
 def run_server(command: Sequence[str], env: Mapping[str, str]) -> int:
     if not command:
         raise EntrypointError(f"server needs the command to run after '--'; {USAGE}")
@@ -375,9 +472,15 @@ def run_server(command: Sequence[str], env: Mapping[str, str]) -> int:
         auth_config_text(composed, composed[PRIMARY_URI_ENV])  # every auth input checked before anything is written
     argv = fill_placeholders(command, env)
     prepare_prometheus_dir(composed)
+    wait_for_expected_schema(env, composed[PRIMARY_URI_ENV])
+    ready_server = readiness(argv, env)
     if basic_auth:
         composed = auth_environment(composed, composed[PRIMARY_URI_ENV])
     try:
+        if ready_server is not None:
+            from .readiness import run_with_readiness
+
+            return run_with_readiness(argv, composed, ready_server)
         os.execvpe(argv[0], argv, composed)
     except FileNotFoundError:
         raise EntrypointError(f"{argv[0]!r} is not installed or not on PATH", EXIT_NOT_FOUND) from None
@@ -435,18 +538,26 @@ def run_migrate(env: Mapping[str, str]) -> int:
         raise EntrypointError("migrate needs psycopg 3; install 'psycopg[binary]'") from None
     from ..planning.indexes import index_migration
     from .migrate import apply_index_migration, ensure_app_role, give_ownership, migration_lock
+    from .schema import AHEAD, BEHIND, CURRENT, schema_state
 
     migration = index_migration()
     owned: list[str] = []
     try:
-        # every task may run migrate at once: the lock also serialises mlflow's table creation
+        # every API task runs migrate as it starts: the lock serialises them, and only the first of a
+        # deploy finds the schema behind and upgrades it
         with migration_lock(uri, migration.advisory_lock_key) as conn:
             if app:  # first: a new password (rotation) works as soon as possible
                 ensure_app_role(conn, *app)
-            upgrade = subprocess.run([sys.executable, "-c", DB_UPGRADE_CODE], env={**env, PRIMARY_URI_ENV: uri})
-            if upgrade.returncode != 0:
-                raise EntrypointError(f"mlflow db upgrade failed with exit code {upgrade.returncode}; its output is above",
-                                      EXIT_FAILED)
+            schema = schema_state(conn)
+            if schema.status == AHEAD:
+                raise EntrypointError(f"not migrating: {schema.describe()}", EXIT_FAILED)
+            if schema.status == BEHIND:
+                snapshot_before_upgrade(env, schema)
+            if schema.status != CURRENT:
+                upgrade = subprocess.run([sys.executable, "-c", DB_UPGRADE_CODE], env={**env, PRIMARY_URI_ENV: uri})
+                if upgrade.returncode != 0:
+                    raise EntrypointError(f"mlflow db upgrade failed with exit code {upgrade.returncode}; its output is above",
+                                          EXIT_FAILED)
             statements = apply_index_migration(conn, migration)
             if auth:
                 # importing mlflow.server.auth reads MLFLOW_AUTH_CONFIG_PATH: a stray one must not break the import
@@ -459,10 +570,30 @@ def run_migrate(env: Mapping[str, str]) -> int:
                 owned = give_ownership(conn, app[0])
     except (psycopg.Error, ValueError) as exc:
         raise EntrypointError(f"migration failed: {_one_line(exc)}", EXIT_FAILED) from None
-    print(f"mlflow-infra-entrypoint: schema upgraded; index migration applied ({len(statements)} statements)"
+    done = ("schema already at " + schema.expected + ", no upgrade" if schema.status == CURRENT
+            else f"schema upgraded from {schema.found or 'an empty database'} to {schema.expected}")
+    print(f"mlflow-infra-entrypoint: {done}; index migration applied ({len(statements)} statements)"
           + ("; basic-auth user store upgraded" if auth else "")
           + (f"; role {app[0]} set up, {len(owned)} objects handed to it" if app else ""), file=sys.stderr)
     return 0
+
+
+def snapshot_before_upgrade(env: Mapping[str, str], schema) -> None:
+    """A manual snapshot of the primary (DB_INSTANCE_ID) before an upgrade of an existing schema: MLflow's
+    migrations have no downgrade. Without DB_INSTANCE_ID (the local topology) there is nothing to snapshot."""
+    instance = _value(env, DB_INSTANCE_ENV)
+    if not instance:
+        print(f"mlflow-infra-entrypoint: {DB_INSTANCE_ENV} is not set: no snapshot before the upgrade", file=sys.stderr)
+        return
+    from .schema import snapshot_identifier, take_snapshot
+
+    try:
+        take_snapshot(instance, snapshot_identifier(instance, schema.found, schema.expected))
+    except ValueError as exc:
+        raise EntrypointError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 (botocore's errors: no upgrade without the snapshot)
+        raise EntrypointError(f"not upgrading: the snapshot of {instance} before the upgrade failed: {_one_line(exc)}",
+                              EXIT_FAILED) from None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -474,6 +605,13 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     args = list(sys.argv[1:] if argv is None else argv)
     env = dict(os.environ if env is None else env)
     try:
+        from .injected_secrets import SECRETS_ENV, SecretInjectionError, inject
+
+        if SECRETS_ENV in env:  # EC2: the secrets ECS would inject, read with the instance role
+            try:
+                env = inject(env)
+            except SecretInjectionError as exc:
+                raise EntrypointError(str(exc), EXIT_FAILED) from None
         if args[:1] == ["server"]:
             command = args[2:] if args[1:2] == ["--"] else args[1:]
             return run_server(command, env)

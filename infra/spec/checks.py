@@ -88,6 +88,13 @@ def _check_placement(spec: EnvironmentSpec, bad) -> None:
         ids = [s.id for s in training.subnets]
         if len(set(ids)) != len(ids):
             bad(("placement", "training_vpc", "subnets"), "list a subnet twice; expected each subnet once")
+        if placement.tracking_vpc == "training":
+            for i, subnet in enumerate(training.subnets):
+                first = next(j for j, other in enumerate(training.subnets) if other.availability_zone == subnet.availability_zone)
+                if first != i:  # a load balancer (and an interface endpoint) takes one subnet per zone
+                    bad(("placement", "training_vpc", "subnets", i), f"{show_value(subnet.id)} is not allowed; subnet"
+                        f" {show_value(training.subnets[first].id)} is in {subnet.availability_zone} already; expected one subnet"
+                        " per availability zone (an Application Load Balancer takes one subnet per zone)")
     else:
         network = None
     new = placement.new_vpc
