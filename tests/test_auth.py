@@ -96,7 +96,8 @@ def test_basic_auth_budgets_its_engine_on_the_primary_only():
     assert (with_basic.engines_per_worker, without.engines_per_worker) == (3, 2)
     # the auth store has no read_database_uri: the replicas see the same UI engines either way
     assert with_basic.ui_replica_connections == without.ui_replica_connections
-    assert with_basic.api_connections > without.api_connections * 3 // 2
+    # three engines for two, per worker and per server process (its store engines and the admin bootstrap's)
+    assert with_basic.api_connections * 2 == without.api_connections * 3
 
 
 def _task_containers(mocks, role: str) -> dict[str, dict]:

@@ -165,3 +165,16 @@ DOCUMENTED_FARGATE_MIB = {
 def test_fargate_sizes_are_the_documented_combinations():
     ours = {int(vcpu * 1024): [int(gib * 1024) for gib in memory] for vcpu, memory in FARGATE_MEMORY_GIB.items()}
     assert ours == DOCUMENTED_FARGATE_MIB
+
+
+def test_a_lost_replica_is_visible_on_the_ui_target_group_and_every_ui_service_has_its_cpu_alarm(prod_three_replicas):
+    _, p, mocks = prod_three_replicas
+    alarms = {a.name.removeprefix("mlflow-prod-mon-"): a.inputs for a in mocks.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    unhealthy = alarms["ui-unhealthy-targets"]
+    # UnHealthyHostCount is reported per target group and load balancer (ELB "CloudWatch metrics for your ALB")
+    assert (unhealthy["namespace"], unhealthy["metricName"]) == ("AWS/ApplicationELB", "UnHealthyHostCount")
+    assert unhealthy["dimensions"] == {"TargetGroup": "targetgroup/mlflow-prod-svc-ui/0456", "LoadBalancer": "app/mlflow-prod-svc-ui/0123"}
+    services = {s.name for s in mocks.of_type(SERVICE)}
+    for name in p.tracking.ui.service_names:
+        assert alarms[f"{name}-cpu"]["dimensions"]["ServiceName"] in services
+    assert len({alarms[f"{n}-cpu"]["dimensions"]["ServiceName"] for n in p.tracking.ui.service_names}) == 3

@@ -87,6 +87,8 @@ CASES = {
     "sg-no-open-database-or-servers": (R.SECURITY_GROUP, "-db", lambda p: p["ingress"].append({"protocol": "tcp", "fromPort": 5432, "toPort": 5432, "cidrBlocks": ["0.0.0.0/0"]}), "ingress from 0.0.0.0/0 covers port 5432", {}),
     "s3-closed-encrypted-versioned": (R.PUBLIC_ACCESS_BLOCK, "", lambda p: p.update(blockPublicPolicy=False), "public access not fully blocked", {}),
     "placement-training-zones": (R.ECS_SERVICE, "-api", lambda p: p["networkConfiguration"].update(subnets=["subnet-0999999999999999a"]), "API tasks in subnets outside the training zones", {}),
+    "every-replica-read": (R.TASK_DEFINITION, "-ui", lambda p: edit_containers(p, lambda d: d[0].update(
+        environment=[e for e in d[0]["environment"] if e["name"] != "DB_REPLICA_HOST"])), "1 replica(s), but UI services read 0: none", {}),
     "replicas-for-ui-reads": (R.RDS_INSTANCE, "-replica-0", lambda p: p.pop("replicateSourceDb"), "reads from a replica but the stack has none", {}),
     "tags-environment-owner": (R.RDS_INSTANCE, "-primary", lambda p: p["tags"].pop("owner"), "missing tags: owner", {}),
 }

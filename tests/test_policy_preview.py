@@ -288,12 +288,14 @@ def test_resource_rule_checks_its_known_input_beside_unknown_ones(previews, valu
 # ---------------------------------------------------------------------------------------------
 
 def _expected(env: str, ec2: bool) -> set[tuple[str, str, str]]:
+    # with replicas: which replica hosts the UI reads are not known before the replicas exist
+    read_check = () if env == "dev" else ("every-replica-read",)
     if ec2:  # user data embeds the database endpoint, the secret's ARN and the image URL
-        return {(rule, f"mlflow-{env}-svc-{fleet}", "userData") for rule in ("open-files-limit", "no-plain-credentials")
+        return {(rule, f"mlflow-{env}-svc-{fleet}", "userData") for rule in ("open-files-limit", "no-plain-credentials", *read_check)
                 for fleet in ("api", "ui")}
     # container definitions embed the log group, the secret's ARN, the image URL and the database host
     found = {(rule, f"mlflow-{env}-svc-{fleet}", "containerDefinitions")
-             for rule in ("open-files-limit", "no-plain-credentials", "container-logging") for fleet in ("api", "ui")}
+             for rule in ("open-files-limit", "no-plain-credentials", "container-logging", *read_check) for fleet in ("api", "ui")}
     if env == "dev":  # no replica: whether the UI would read one cannot be shown
         found |= {("replicas-for-ui-reads", f"mlflow-dev-svc-{fleet}", "containerDefinitions") for fleet in ("api", "ui")}
     return found
@@ -363,6 +365,8 @@ PREVIEW_CASES = {
     # only a stack without replicas can break it; the container definitions that would show it are unknown
     "replicas-for-ui-reads": ("prod", R.RDS_INSTANCE, "-replica-0", lambda p: p.pop("replicateSourceDb"), "containerDefinitions is unknown until apply (the stack has no replica"),
     "tags-environment-owner": ("prod", R.RDS_INSTANCE, "-primary", lambda p: p["tags"].pop("owner"), "missing tags: owner"),
+    # the replica hosts the UI reads are unknown until the replicas exist
+    "every-replica-read": ("prod", R.TASK_DEFINITION, "-ui", lambda p: None, "containerDefinitions is unknown until apply (each of the 1 replicas"),
 }
 
 
@@ -572,8 +576,8 @@ def test_stack_json_of_a_first_preview_fails_closed(previews, tmp_path, capsys, 
     path = write(tmp_path, preview_json(records, deps))
     assert main(["policy", "check", "prod", "--stack-json", path]) == 1
     out = capsys.readouterr().out
-    assert re.search(r"prod: \d+ rules, 6 mandatory violation\(s\), 2 advisory", out), out
-    assert "6 of the mandatory violations could not be verified: inputs unknown until apply" in out
+    assert re.search(r"prod: \d+ rules, 8 mandatory violation\(s\), 2 advisory", out), out
+    assert "8 of the mandatory violations could not be verified: inputs unknown until apply" in out
     found = evaluate(resources_from_document(Path(path)), PolicyConfig.from_dict(config_of(variant("prod"))))
     assert unverifiable_inputs([(v.rule.name, v.rule.level, v.resource, v.message) for v in found if v.rule.mandatory]) == _expected("prod", False)
 

@@ -150,12 +150,12 @@ API_POOL, UI_POOL = pool_for("api"), pool_for("ui")
 
 
 @pytest.mark.parametrize("api_max,ui_max,replicas,memory_gib,mode,proxy,max_connections", [
-    # 3x4x2x5 = 120 + 3x2x2x4 = 48 + the single replica's UI reads falling back, 3 x (2x2x4 + 1 readiness) = 51
-    # + reserve 17 = 236, x1.2
-    (3, 3, 1, 32, "auto", False, 284),
-    # two replicas: no fallback; 120 + 4x2x2x4 = 64 + reserve 18 = 202, x1.2
-    (3, 4, 2, 32, "auto", False, 243),
-    (2, 2, 0, 4, "auto", False, 154),       # 80 + 32 + reserve 16 = 128, x1.2
+    # per task its workers' engines plus the server process's own 2: 3x(4x2x5 + 2) = 126 + 3x(2x2x4 + 2) = 54
+    # + the single replica's UI reads falling back, 3 x (2x2x4 + 2 + 1 readiness) = 57 + reserve 17 = 254, x1.2
+    (3, 3, 1, 32, "auto", False, 305),
+    # two replicas: no fallback; 126 + 4x(2x2x4 + 2) = 72 + reserve 18 = 216, x1.2
+    (3, 4, 2, 32, "auto", False, 260),
+    (2, 2, 0, 4, "auto", False, 164),       # 84 + 36 + reserve 16 = 136, x1.2
     (1, 1, 0, 4, "auto", False, 100),       # floor of 100
     (40, 2, 0, 4, "auto", True, 450),       # 800 API connections > 450 the class holds
     (2, 2, 0, 4, "on", True, 450),          # asked for
@@ -167,7 +167,7 @@ def test_connection_budget(api_max, ui_max, replicas, memory_gib, mode, proxy, m
     assert b.max_connections == max_connections
     # two engines (tracking and model registry stores) per worker process
     assert b.engines_per_worker == 2
-    assert b.api_connections == api_max * 4 * 2 * API_POOL.per_worker
+    assert b.api_connections == api_max * (4 * 2 * API_POOL.per_worker + 2)
     assert b.ui_fallback_connections == (b.ui_replica_connections if replicas == 1 else 0)
     if proxy:
         assert b.max_connections * b.proxy.max_connections_percent // 100 + b.reserve <= b.max_connections
@@ -194,9 +194,10 @@ def test_basic_auth_adds_an_engine_per_worker_on_the_primary_only():
     b = plan_connection_budget(api_max=2, api_workers=4, api_pool=API_POOL, ui_max=2, ui_workers=2, ui_pool=UI_POOL, replicas=1,
                                memory_bytes=32 * 1024**3, proxy_mode="auto", auth="basic")
     assert b.engines_per_worker == 3
-    # 3 engines per worker on the primary, plus the one the server process's admin bootstrap keeps;
-    # the auth store opens nothing on the replica, so replicas see 2 engines per worker (and a readiness check per task)
-    assert b.api_connections == 2 * (4 * 3 * 5 + 1) and b.ui_replica_connections == 2 * (2 * 2 * 4 + 1)
+    # 3 engines per worker on the primary, plus the server process's 2 store engines and the one its admin
+    # bootstrap keeps; the auth store opens nothing on the replica, so replicas see 2 engines per worker,
+    # the process's 2 and a readiness check per task
+    assert b.api_connections == 2 * (4 * 3 * 5 + 2 + 1) and b.ui_replica_connections == 2 * (2 * 2 * 4 + 2 + 1)
 
 
 def test_budget_refuses_proxy_off_when_it_cannot_fit():

@@ -55,16 +55,18 @@ def engines_per_worker(auth: str, database: str = "primary") -> int:
     return 3 if auth == "basic" and database == "primary" else 2
 
 
-# Per server process (task or instance), outside the workers: with basic-auth, `mlflow server`
-# bootstraps the admin user before it starts uvicorn (server/__init__.py:332-343, :440-443), through
-# the module-level auth store (server/auth/__init__.py:7066-7077), whose engine then lives as long as
-# the server. Bootstrap opens its sessions one after another, so that pool keeps one connection
-# (measured on the local topology: each process's sockets to the primary, from /proc/net/tcp).
-# Not counted yet, for any auth: the same process's initialize_backend_stores (cli/__init__.py:707-715,
-# server/handlers.py:822-838) leaves the tracking and registry engines with one idle connection
-# each on the primary, and on the replica for the UI (2 + 2 per UI task, measured likewise).
-def supervisor_connections(auth: str) -> int:
-    return 1 if auth == "basic" else 0
+# Per server process (task or instance), outside the workers: `mlflow server` itself runs
+# initialize_backend_stores before it starts uvicorn (cli/__init__.py:707-715, server/handlers.py:822-838),
+# which leaves the tracking and registry engines with one idle connection each on the primary, and
+# on the replica for a UI that reads one; with basic-auth it also bootstraps the admin user
+# (server/__init__.py:332-343, :440-443) through the module-level auth store
+# (server/auth/__init__.py:7066-7077), whose engine keeps one more on the primary. Measured on the
+# local topology: each process's sockets to the primary and the replica, from /proc/net/tcp.
+SUPERVISOR_STORE_ENGINES = 2
+
+
+def supervisor_connections(auth: str, database: str = "primary") -> int:
+    return SUPERVISOR_STORE_ENGINES + (1 if auth == "basic" and database == "primary" else 0)
 
 
 # Connections are recycled after 25 min: before RDS Proxy's 30 min idle client timeout.
@@ -142,14 +144,15 @@ def plan_connection_budget(*, api_max: int, api_workers: int, api_pool: Pool, ui
                            ui_pool: Pool, replicas: int, memory_bytes: int, proxy_mode: str, auth: str = "none",
                            source_file: str = "", instance_class: str = "") -> ConnectionBudget:
     engines, replica_engines, supervisor = engines_per_worker(auth), engines_per_worker(auth, "replica"), supervisor_connections(auth)
+    replica_supervisor = supervisor_connections(auth, "replica")
     api = api_max * (api_workers * engines * api_pool.per_worker + supervisor)
     ui_all = ui_max * (ui_workers * engines * ui_pool.per_worker + supervisor)
     # The UI server keeps its engines on the primary too (writes: tags, notes, deletes; the auth
     # store); with replicas its reads move there: one UI service per replica, each with its share of
     # the UI tasks (the plan makes ui_max a multiple of the replicas), plus their readiness checks.
     ui_primary = ui_all
-    ui_replica = (math.ceil(ui_max / replicas) * (ui_workers * replica_engines * ui_pool.per_worker + READINESS_CONNECTIONS)
-                  if replicas else 0)
+    ui_replica = (math.ceil(ui_max / replicas) * (ui_workers * replica_engines * ui_pool.per_worker + replica_supervisor
+                                                  + READINESS_CONNECTIONS) if replicas else 0)
     # with a single replica the UI's reads fall back to the primary while it is down: count them there
     ui_fallback = ui_replica if replicas == 1 else 0
     fleet = api + ui_primary + ui_fallback
@@ -182,8 +185,8 @@ def plan_connection_budget(*, api_max: int, api_workers: int, api_pool: Pool, ui
         max_connections = min(ceiling, max(MIN_MAX_CONNECTIONS, math.ceil(need * MAX_CONNECTIONS_MARGIN)))
         api_task = f"{api_workers} workers x {engines} engines x ({api_pool.pool_size}+{api_pool.max_overflow})"
         ui_task = f"{ui_workers} x {engines} x ({ui_pool.pool_size}+{ui_pool.max_overflow})"
-        if supervisor:  # the basic-auth bootstrap's connection, once per server process
-            api_task, ui_task = (f"({t} + {supervisor} auth bootstrap)" for t in (api_task, ui_task))
+        # the server process's own store engines (and the basic-auth bootstrap's), once per task
+        api_task, ui_task = (f"({t} + {supervisor} per process)" for t in (api_task, ui_task))
         fallback = f" + UI reads falling back from the replica {ui_fallback}" if ui_fallback else ""
         why = (f"API {api_max} x {api_task} = {api} + UI {ui_max} x {ui_task} = {ui_primary}{fallback}"
                f" + reserve {reserve} fits in max_connections {max_connections} (class holds {ceiling})")

@@ -57,13 +57,15 @@ s3-closed-encrypted-versioned      check-known   settings' bucket (unknown): the
 placement-training-zones           check-known   subnet ids (unknown when created here): the subnets they depend on, else every
                                                  subnet the stack creates, judged by availabilityZone; none to judge: reported
 replicas-for-ui-reads              check-known   containerDefinitions (unknown): passes if the stack has replicas, else reported
+every-replica-read                 check-known   containerDefinitions / userData (unknown): passes if the stack has no replica,
+                                                 else reported (the replica hosts they read are not known yet)
 tags-environment-owner             check-known   tags (plain: checked); an unknown required tag value: reported
 =================================  ============  ==================================================================
 
 On a shipped stack's first preview this leaves exactly open-files-limit, no-plain-credentials and
 container-logging reporting each task definition (open-files-limit and no-plain-credentials each launch
-template with compute: ec2), and replicas-for-ui-reads each task definition of a stack without replicas
-(dev): container definitions and user data embed ARNs, URLs and hosts of resources created in the
+template with compute: ec2), replicas-for-ui-reads each task definition of a stack without replicas
+(dev), and every-replica-read each task definition (launch template) of a stack with replicas: container definitions and user data embed ARNs, URLs and hosts of resources created in the
 same update. An update preview of a deployed stack knows them (tests/test_policy_preview.py).
 """
 
@@ -941,6 +943,42 @@ def replicas_for_ui_reads(resources: list[Res], c: PolicyConfig) -> list[tuple[R
             if "DB_REPLICA_HOST" in names:
                 found.append((task, "reads from a replica but the stack has none"))
     return found
+
+
+def replica_hosts_read(task_or_template: Res) -> set[str]:
+    """The DB_REPLICA_HOST values a task definition's containers (or a launch template's env files) set."""
+    if task_or_template.type == LAUNCH_TEMPLATE:
+        return set(re.findall(r"^DB_REPLICA_HOST=(.+)$", user_data_text(task_or_template), re.MULTILINE))
+    hosts = set()
+    for container in containers(task_or_template):
+        value = {e.get("name"): e.get("value") for e in container.get("environment") or []}.get("DB_REPLICA_HOST")
+        if value:
+            hosts.add(value)
+    return hosts
+
+
+@rule("every-replica-read", "placement", "every read replica is read by a UI service of its own",
+      "a replica no UI task reads is paid for while another replica takes every UI read (and the budget's share per replica is wrong)",
+      "one UI service per replica, each with its own DB_REPLICA_HOST (MlflowTracking builds them)", on_unknown=CHECK_KNOWN)
+def every_replica_read(resources: list[Res], c: PolicyConfig) -> list[tuple[Res, str]]:
+    """Counts the distinct replica hosts the UI's task definitions (launch templates) read against the
+    replicas; the hosts are only known once the replicas exist, so on a first preview each task
+    definition of a stack with replicas is reported."""
+    replicas = [r for r in of_type(resources, RDS_INSTANCE) if is_replica(r)]
+    if not replicas:
+        return []
+    hosts: set[str] = set()
+    found = []
+    for fleet in [*of_type(resources, TASK_DEFINITION), *of_type(resources, LAUNCH_TEMPLATE)]:
+        try:
+            hosts |= replica_hosts_read(fleet)
+        except UnknownInput as unknown:
+            found.append((fleet, cannot_verify(unknown.path, f"each of the {len(replicas)} replicas must be read by a UI service")))
+    if found:
+        return found
+    if len(hosts) < len(replicas):
+        return [(replicas[0], f"{len(replicas)} replica(s), but UI services read {len(hosts)}: {', '.join(sorted(hosts)) or 'none'}")]
+    return []
 
 
 # ---------------------------------------------------------------------------------------------
