@@ -121,6 +121,7 @@ def test_servers_get_the_app_secret_and_only_migrate_gets_the_master_secret(prod
         migrate_env = {e["name"]: e["value"] for e in containers["migrate"]["environment"]}
         assert migrate_env["DB_HOST"].startswith(primary + "."), "migrate logs in to the primary itself"
         assert migrate_env["DB_INSTANCE_ID"] == primary, "and snapshots it before a schema upgrade"
+        assert migrate_env["AWS_REGION"] == "us-east-1", "in its region, on EC2's docker too"
         assert sorted(reads) == sorted([app, master]), "the execution role reads exactly the task's two secrets"
         assert "secret" not in mocks.one("aws:iam/rolePolicy:RolePolicy", f"-{role}-artifacts").inputs["policy"]
 

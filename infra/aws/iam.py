@@ -37,7 +37,6 @@ def alarm_topic_key_policy(account_id: str, partition: str = "aws") -> str:
     ]})
 
 
-
 def pre_upgrade_snapshot_policy(instance_arn: pulumi.Input[str]) -> pulumi.Output[str]:
     """The migrate step's snapshot of the primary before a schema upgrade: create a manual snapshot of
     this instance only, named after it (`INSTANCE-mlflow-...`), tag it (the instance copies its tags to

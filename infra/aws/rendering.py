@@ -109,7 +109,8 @@ def migrate_environment(tier: TierPlan, rt: Runtime) -> dict[str, str]:
     if rt.primary_host:
         env["DB_HOST"] = rt.primary_host
     if rt.primary_instance_id:
-        env[DB_INSTANCE_ENV] = rt.primary_instance_id
+        # the snapshot before an upgrade calls RDS in the primary's region (EC2's docker sets no region)
+        env.update({DB_INSTANCE_ENV: rt.primary_instance_id, "AWS_REGION": rt.region})
     if AUTH_ENV in tier.server.environment:
         env[AUTH_ENV] = tier.server.environment[AUTH_ENV]
     return env

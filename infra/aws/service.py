@@ -47,15 +47,6 @@ class FleetResources:
     autoscaling_groups: list[aws.autoscaling.Group] = field(default_factory=list)
     launch_templates: list[aws.ec2.LaunchTemplate] = field(default_factory=list)
 
-    @property
-    def service(self) -> aws.ecs.Service | None:
-        """The first (the API's only) ECS service."""
-        return self.services[0] if self.services else None
-
-    @property
-    def autoscaling_group(self) -> aws.autoscaling.Group | None:
-        return self.autoscaling_groups[0] if self.autoscaling_groups else None
-
 
 @dataclass(frozen=True)
 class ServiceUnit:

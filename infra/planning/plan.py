@@ -38,7 +38,8 @@ from .sizing import (
 )
 from ..spec.model import EnvironmentSpec
 
-PLAN_FORMAT = 2  # 2: tier plans (pool, server, scaling), alarms, artifacts, placement zones and subnets
+PLAN_FORMAT = 3  # 2: tier plans (pool, server, scaling), alarms, artifacts, placement zones and subnets;
+# 3: UI services per replica (services, read_fallback), migrations on the API only, the readiness port
 # Slow-query logging threshold: production logs fewer, development sees more.
 LOG_MIN_DURATION_MS = {"production": 500, "staging": 250, "development": 250}
 # What tasks in private subnets reach without NAT: image pulls, logs, the database secret.

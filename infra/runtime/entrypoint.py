@@ -2,12 +2,15 @@
 
   mlflow-infra-entrypoint server -- mlflow server ...   compose the database URIs into the
                                                         environment, fill the command's
-                                                        placeholders, then exec the command
-  mlflow-infra-entrypoint migrate                       the application role (when given), mlflow db
-                                                        upgrade, the index migration, (MLFLOW_INFRA_AUTH=
-                                                        basic) the basic-auth user store's upgrade, then
-                                                        the app role made owner of it all, under one
-                                                        advisory lock
+                                                        placeholders, wait for the expected schema,
+                                                        then exec the command (or run it as a child
+                                                        beside the readiness port)
+  mlflow-infra-entrypoint migrate                       the application role (when given), the schema
+                                                        upgrade when the database is behind (after a
+                                                        snapshot of the primary), the index migration,
+                                                        (MLFLOW_INFRA_AUTH=basic) the basic-auth user
+                                                        store's upgrade, then the app role made owner of
+                                                        it all, under one advisory lock
 
 Environment:
   DB_HOST, DB_PORT (5432), DB_NAME (mlflow), DB_SSLMODE (require)   the primary database
@@ -26,8 +29,16 @@ Environment:
   MLFLOW_LOAD_BALANCER_HOST      fills {load_balancer_host} as HOST and HOST:* (MLflow's host check compares the
                                  whole Host header, port included); when empty, that --allowed-hosts entry is dropped
   PROMETHEUS_MULTIPROC_DIR       created if missing, and its stale metric files removed
+  MLFLOW_INFRA_SCHEMA_WAIT_S     the server starts only against the alembic revision its MLflow expects: it
+                                 waits this many seconds while the database is behind (or not reachable yet)
+                                 and fails with the reason; a revision it does not know fails at once.
+                                 Unset: no check (MLflow's own behaviour)
+  MLFLOW_INFRA_SECRETS           EC2: the container's ECS `secrets` as JSON (names and valueFrom references);
+                                 each is read with the instance role and set, as ECS would, before anything else
 
 migrate only (the servers log in as an application role; the migration as the master user):
+  DB_INSTANCE_ID             the primary's RDS instance identifier: before upgrading an existing schema,
+                             a manual snapshot of it is taken and waited for (none when unset: the local topology)
   DB_MASTER_SECRET_ARN       the master user's secret (JSON username, password): where DB_USERNAME and
                              DB_PASSWORD come from when absent (EC2); the app role is then DB_SECRET_ARN's
   APP_DB_USERNAME, APP_DB_PASSWORD
@@ -65,9 +76,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..endpoints import (APP_PASSWORD_ENV, APP_USERNAME_ENV, AUTH_APP, AUTH_DIR_ENV, AUTH_ENV, AUTH_SECRET_ARN_ENV,
-                         AUTH_SECRET_KEYS, DATABASE_NAME, DATABASE_PORT, MASTER_SECRET_ARN_ENV, READ_FALLBACK_HOST_ENV,
-                         DB_INSTANCE_ENV, HEALTH_PATH, READY_HOST_ENV, READY_PATH, READY_PORT_ENV, SCHEMA_WAIT_ENV,
-                         TRACKING_PORT, auth_variables)
+                         AUTH_SECRET_KEYS, DATABASE_NAME, DATABASE_PORT, DB_INSTANCE_ENV, HEALTH_PATH, MASTER_SECRET_ARN_ENV,
+                         READ_FALLBACK_HOST_ENV, READY_HOST_ENV, READY_PATH, READY_PORT_ENV, SCHEMA_WAIT_ENV, TRACKING_PORT,
+                         auth_variables)
 from ..planning.server_command import ARTIFACTS_PLACEHOLDER, LOAD_BALANCER_HOST_PLACEHOLDER, PRIMARY_URI_ENV, REPLICA_URI_ENV
 
 EXIT_FAILED = 1

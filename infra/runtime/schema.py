@@ -14,7 +14,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 CURRENT, BEHIND, AHEAD, EMPTY = "current", "behind", "ahead", "empty"
 # A snapshot of a large primary takes minutes; the boto3 waiter asks every 30 s, for up to an hour.
@@ -70,11 +69,12 @@ def schema_state(conn, revisions: tuple[str, set[str]] | None = None) -> SchemaS
 # ---------------------------------------------------------------------------------------------
 # the snapshot before an upgrade
 
-def snapshot_identifier(instance: str, found: str, expected: str, now: datetime | None = None) -> str:
-    """`INSTANCE-mlflow-FOUND-to-EXPECTED-YYYYMMDDHHMM`: letters, digits and single hyphens, starting
-    with a letter (the instance identifier's own rule), at most 255 characters, as RDS requires."""
-    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%d%H%M")
-    name = f"{instance}-mlflow-{found[:12]}-to-{expected[:12]}-{stamp}".lower()
+def snapshot_identifier(instance: str, found: str, expected: str) -> str:
+    """`INSTANCE-mlflow-FOUND-to-EXPECTED`: letters, digits and single hyphens, starting with a letter
+    (the instance identifier's own rule), at most 255 characters, as RDS requires. The same for every
+    attempt at one upgrade, so a task replaced while it waits leaves the next one waiting for the same
+    snapshot instead of starting another."""
+    name = f"{instance}-mlflow-{found[:12]}-to-{expected[:12]}".lower()
     name = "-".join(part for part in "".join(c if c.isalnum() else "-" for c in name).split("-") if part)
     if not name[:1].isalpha():
         raise ValueError(f"DB_INSTANCE_ID {instance!r} is not allowed; expected an RDS instance identifier (starts with a letter)")
