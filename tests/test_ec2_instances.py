@@ -22,6 +22,7 @@ from infra import load_environment, plan
 from infra.aws.instance import (
     AMI_PARAMETER,
     DOCKER,
+    ECR_LOGIN_PROGRAM,
     ecr_registry,
     env_file,
     instance_role_policy,
@@ -162,12 +163,16 @@ def test_pulls_exactly_the_ecs_image_and_nothing_from_the_internet(rendered, tmp
             assert run_argv(text, tmp_path)[image_index(run_argv(text, tmp_path))] == IMAGE
     lowered = script.lower()
     assert "pip install" not in lowered and "pip3" not in lowered and "curl " not in lowered and "wget" not in lowered
-    assert re.findall(r"dnf install[^\n]*", script) == ["dnf install --assumeyes --quiet amazon-ecr-credential-helper"]
+    assert not re.search(r"^\s*(dnf|yum|rpm) ", script, re.MULTILINE), "nothing is installed: the ECR login is the AMI's python3"
     for url in re.findall(r"[a-z]+://[^\s'\"]+", script):
         host = urlparse(url).hostname
-        assert url.startswith("s3://") or host in ("127.0.0.1", "localhost") or host.endswith(".amazonaws.com"), url
-    config = json.loads(files(script)["/root/.docker/config.json"][0])
-    assert config == {"credHelpers": {"123456789012.dkr.ecr.us-east-1.amazonaws.com": "ecr-login"}}
+        assert (url.startswith("s3://") or host in ("127.0.0.1", "localhost", "169.254.169.254") or host.endswith(".amazonaws.com")
+                or "{" in url), url  # the login program's own f-strings name the metadata service and api.ecr
+    assert files(script)["/etc/mlflow/ecr-login.py"] == (ECR_LOGIN_PROGRAM.read_text(), "0700")
+    assert re.findall(r"^python3 .*$", script, re.MULTILINE) == [
+        "python3 /etc/mlflow/ecr-login.py us-east-1 | /usr/bin/docker login --username AWS --password-stdin"
+        " 123456789012.dkr.ecr.us-east-1.amazonaws.com"]
+    assert script.index("docker login") < script.index("docker pull"), "logged in before the pull"
 
 
 def test_each_container_runs_its_entrypoint_command_logs_and_limits(rendered, tmp_path):
@@ -277,7 +282,7 @@ def test_a_non_ecr_image_skips_the_registry_login():
     for d in definitions:
         d["image"] = "ghcr.io/example/mlflow:3.17.2"
     script = user_data(definitions, role="api", environment="prod", region=REGION)
-    assert "credential-helper" not in script and "config.json" not in script
+    assert "ecr-login" not in script and "docker login" not in script
     assert "docker pull ghcr.io/example/mlflow:3.17.2\n" in script
 
 

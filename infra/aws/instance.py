@@ -15,6 +15,7 @@ import json
 import re
 import shlex
 from collections.abc import Iterable
+from pathlib import Path
 
 from ..runtime.injected_secrets import SECRETS_ENV, parse_value_from
 
@@ -25,6 +26,8 @@ from ..runtime.injected_secrets import SECRETS_ENV, parse_value_from
 AMI_PARAMETER = "resolve:ssm:/aws/service/ecs/optimized-ami/amazon-linux-2023/arm64/recommended/image_id"
 
 CONFIG_DIR = "/etc/mlflow"
+ECR_LOGIN_PROGRAM = Path(__file__).with_name("ecr_login.py")
+ECR_LOGIN_PATH = f"{CONFIG_DIR}/ecr-login.py"
 DOCKER_CONFIG_DIR = "/root/.docker"
 DOCKER = "/usr/bin/docker"
 BASH = "/usr/bin/bash"
@@ -261,19 +264,20 @@ def _heredoc(path: str, text: str, mode: str, marker: str) -> str:
 
 
 def registry_login(images: Iterable[str]) -> str:
-    """docker's ECR credential helper for every ECR registry the images come from, or nothing.
+    """`docker login` to every ECR registry the images come from, or nothing.
 
-    The ECS-optimized AL2023 AMI has docker but no AWS CLI; amazon-ecr-credential-helper comes from
-    the AMI's own (version-locked) AL2023 repository, which is hosted in S3 and so reached through
-    the S3 gateway endpoint. The helper asks ECR for a token with the instance role on every pull,
-    so a token's 12-hour lifetime never matters."""
-    hosts = sorted({r[0] for r in (ecr_registry(i) for i in images) if r})
-    if not hosts:
+    The ECS-optimized AL2023 AMI has docker but no AWS CLI and no ECR credential helper; its python3
+    (which its dnf runs on) runs `ecr_login.py`, standard library only, which gets a token with the
+    instance role through the ecr.api endpoint: nothing is installed, nothing comes from the internet.
+    The images are pulled right after, at boot, well within the token's 12 hours."""
+    registries = sorted({r for r in (ecr_registry(i) for i in images) if r})
+    if not registries:
         return "# no ECR image: no registry login\n"
-    config = json.dumps({"credHelpers": {h: "ecr-login" for h in hosts}}, indent=2)
-    return ("command -v docker-credential-ecr-login >/dev/null || dnf install --assumeyes --quiet amazon-ecr-credential-helper\n"
-            f"install -d -m 0700 {DOCKER_CONFIG_DIR}\n"
-            f"{_heredoc(f'{DOCKER_CONFIG_DIR}/config.json', config, '0600', 'DOCKER_CONFIG')}")
+    lines = [f"install -d -m 0700 {CONFIG_DIR} {DOCKER_CONFIG_DIR}\n",
+             _heredoc(ECR_LOGIN_PATH, ECR_LOGIN_PROGRAM.read_text(), "0700", "ECR_LOGIN")]
+    lines.extend(f"python3 {ECR_LOGIN_PATH} {shlex.quote(region)} | {DOCKER} login --username AWS --password-stdin {shlex.quote(host)}\n"
+                 for host, region in registries)
+    return "".join(lines)
 
 
 def user_data(definitions: list[dict], *, role: str, environment: str, region: str) -> str:
