@@ -381,3 +381,6 @@ def test_rotating_the_app_password_keeps_logging_working_and_retires_the_old_one
             _connect(p, APP_DATABASE_USERNAME, old)
         with _connect(p, APP_DATABASE_USERNAME, new) as conn:
             assert conn.execute("SELECT current_user").fetchone()[0] == APP_DATABASE_USERNAME
+    # three migrate runs on this topology (the first up, the rotation's, the restart's): one upgrade
+    runs = (topo.logs_dir / "migrate.log").read_text().count
+    assert (runs("schema upgraded from an empty database"), runs("no upgrade")) == (1, 2)
