@@ -151,3 +151,20 @@ def uvicorn_workers(pgid: int) -> list[int]:
 def eventually(check, timeout_s: float = 10, what: str = "the check to hold"):
     """The first truthy result of `check()` within `timeout_s` (replication lag, a restarted worker)."""
     return wait_until(check, timeout_s, 0.2, what)
+
+
+@contextmanager
+def running_topology(root: Path, environment_file: Path | None = None, replicas: int = 1):
+    """`environment_file` (default stacks/local.yaml) brought up under `root` on free ports, yielding
+    (topology, state); always brought down with its data, even when the test fails."""
+    from helpers import ROOT
+    from infra.local import LocalTopology
+    from infra.local.processes import free_port_block
+
+    topology = LocalTopology.from_environment(str(environment_file or ROOT / "stacks" / "local.yaml"), root=root,
+                                              base_port=free_port_block(replicas + 1), api_port=free_port(),
+                                              ui_port=free_port_block(replicas + 1))
+    try:
+        yield topology, topology.up()
+    finally:
+        topology.down(purge=True)

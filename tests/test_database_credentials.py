@@ -25,11 +25,11 @@ from infra.aws.mocks import RecordingMocks, render_stack
 from infra.aws.instance import env_file, user_data
 from infra.aws.rendering import Runtime, container_definitions, migrate_environment, migrate_secrets
 from infra.endpoints import APP_DATABASE_USERNAME, DATABASE_PASSWORD_EXCLUDED, new_database_password
-from infra.local import LocalTopology
 from infra.local.postgres import LocalPostgres
-from infra.local.processes import free_port, free_port_block
+from infra.local.processes import free_port
 from infra.runtime import entrypoint
 from infra.runtime.entrypoint import EntrypointError, migrate_credentials
+from local_services import running_topology
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 def mock_secret(name: str) -> str:
@@ -305,13 +305,8 @@ LOCAL_YAML = ROOT / "stacks" / "local.yaml"
 
 @pytest.fixture(scope="module")
 def topology(tmp_path_factory):
-    topo = LocalTopology.from_environment(str(LOCAL_YAML), root=tmp_path_factory.mktemp("creds") / ".mlflow-local",
-                                          base_port=free_port_block(2), api_port=free_port(), ui_port=free_port())
-    try:
-        state = topo.up()
-        yield topo, state
-    finally:
-        topo.down(purge=True)
+    with running_topology(tmp_path_factory.mktemp("creds") / ".mlflow-local", LOCAL_YAML) as running:
+        yield running
 
 
 def _log(client: MlflowClient, run_id: str, key: str, count: int) -> list[str]:

@@ -21,12 +21,11 @@ import pytest
 
 from helpers import ROOT
 from infra.endpoints import APP_DATABASE_USERNAME, READY_PATH
-from infra.local import LocalTopology
 from infra.local.postgres import LocalPostgres
-from infra.local.processes import free_port, free_port_block, http_status
+from infra.local.processes import http_status
 from infra.local.topology import BALANCER_CHECK
 from infra.planning.connections import READ_FALLBACK_RECYCLE_S
-from local_services import eventually
+from local_services import eventually, running_topology
 
 pytestmark = pytest.mark.postgres
 
@@ -67,19 +66,10 @@ def stop_database(entry: dict) -> None:
     LocalPostgres(Path(entry["data_dir"]), entry["port"]).stop()
 
 
-def bring_up(root: Path, env_file: Path, replicas: int) -> LocalTopology:
-    return LocalTopology.from_environment(str(env_file), root=root, base_port=free_port_block(replicas + 1),
-                                          api_port=free_port(), ui_port=free_port_block(replicas + 1))
-
-
 @pytest.fixture(scope="module")
 def one_replica(tmp_path_factory):
-    topology = bring_up(tmp_path_factory.mktemp("one") / ".mlflow-local", ROOT / "stacks" / "local.yaml", 1)
-    try:
-        topology.up()
+    with running_topology(tmp_path_factory.mktemp("one") / ".mlflow-local") as (topology, _):
         yield topology
-    finally:
-        topology.down(purge=True)
 
 
 @pytest.fixture(scope="module")
@@ -89,12 +79,8 @@ def two_replicas(tmp_path_factory):
         (stacks / name).write_text((ROOT / "stacks" / name).read_text())
     env_file = stacks / "local2.yaml"
     env_file.write_text("extends: local\ndatabase:\n  read_replicas: 2\n")
-    topology = bring_up(tmp_path_factory.mktemp("two") / ".mlflow-local", env_file, 2)
-    try:
-        topology.up()
+    with running_topology(tmp_path_factory.mktemp("two") / ".mlflow-local", env_file, replicas=2) as (topology, _):
         yield topology
-    finally:
-        topology.down(purge=True)
 
 
 def test_a_single_replicas_ui_reads_fall_back_to_the_primary_and_return(one_replica):
