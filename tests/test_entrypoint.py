@@ -182,7 +182,7 @@ def test_secret_region_comes_from_the_arn():
 
 
 def test_fetch_secret_reads_an_rds_managed_secret_in_the_arns_region(monkeypatch):
-    moto = pytest.importorskip("moto")
+    import moto  # the [test] extra installs it
     import boto3
 
     for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
@@ -278,7 +278,7 @@ def test_malformed_auth_secrets_are_one_line_errors(text, problem):
 
 
 def test_fetch_auth_secret_reads_its_json_keys_in_the_arns_region(monkeypatch):
-    moto = pytest.importorskip("moto")
+    import moto  # the [test] extra installs it
     import boto3
 
     for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import http.client
 import threading
 
 import pytest
 
 from infra.local.processes import free_port
 from infra.runtime.readiness import database_answers, mlflow_health, ready, readiness_server
+from local_services import http_get
 
 
 def passing(message):
@@ -46,23 +46,13 @@ def serve():
         server.server_close()
 
 
-def get(port: int, path: str) -> tuple[int, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read().decode()
-    finally:
-        conn.close()
-
-
 def test_the_readiness_port_answers_200_503_and_404(serve):
     state = {"ok": True}
     port = serve(lambda: (state["ok"], "reads from r (replica)" if state["ok"] else "the read database did not answer"))
-    assert get(port, "/ready") == (200, "reads from r (replica)\n")
+    assert http_get(f"http://127.0.0.1:{port}/ready") == (200, "reads from r (replica)\n")
     state["ok"] = False
-    assert get(port, "/ready?from=alb") == (503, "the read database did not answer\n")
-    assert get(port, "/health")[0] == 404, "only the readiness path"
+    assert http_get(f"http://127.0.0.1:{port}/ready?from=alb") == (503, "the read database did not answer\n")
+    assert http_get(f"http://127.0.0.1:{port}/health")[0] == 404, "only the readiness path"
 
 
 def test_unreachable_mlflow_and_database_fail_with_a_reason():

@@ -25,7 +25,7 @@ from infra.local.postgres import LocalPostgres
 from infra.local.processes import http_status
 from infra.local.topology import BALANCER_CHECK
 from infra.planning.connections import READ_FALLBACK_RECYCLE_S
-from local_services import eventually, running_topology
+from local_services import eventually, http_get, running_topology
 
 pytestmark = pytest.mark.postgres
 
@@ -35,14 +35,8 @@ OUT_OF_ROTATION_S = 30
 
 
 def ready(server: dict) -> tuple[int | None, str]:
-    import urllib.error
-    import urllib.request
-
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{server['ready_port']}{READY_PATH}", timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
+        return http_get(f"http://127.0.0.1:{server['ready_port']}{READY_PATH}", timeout=10)
     except OSError as exc:
         return None, str(exc)
 

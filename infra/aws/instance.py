@@ -17,7 +17,8 @@ import shlex
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..runtime.injected_secrets import SECRETS_ENV, parse_value_from
+from ..endpoints import SECRETS_ENV
+from ..runtime.injected_secrets import parse_value_from
 
 # The Amazon ECS-optimized Amazon Linux 2023 AMI for arm64 (Graviton), resolved by EC2 at launch. It
 # ships docker (and containerd) in the image, so nothing is installed from the internet to run a

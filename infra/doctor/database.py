@@ -174,14 +174,10 @@ def check_primary(conn, planned_settings: Mapping[str, str], planned_indexes: Se
     """Every check of the primary; returns the findings and the facts (top statements)."""
     findings = index_findings(conn.execute(INDEX_SQL, ([n for n, _ in planned_indexes],)).fetchall(), planned_indexes,
                               node, remedies["index"])
-    findings += parameter_findings(conn.execute(SETTINGS_SQL, (list(planned_settings),)).fetchall(), planned_settings, node,
-                                   remedies["parameter"], remedies["restart"])
-    max_connections = int(conn.execute("SHOW max_connections").fetchone()[0])
-    idle = conn.execute(IDLE_IN_TRANSACTION_SQL, (IDLE_IN_TRANSACTION_S,)).fetchone()[0]
-    findings += connection_findings(conn.execute(ACTIVITY_SQL).fetchall(), idle, max_connections, node)
+    findings += check_node(conn, planned_settings, remedies, node)
     findings += table_findings(conn.execute(TABLES_SQL, (list(HOT_TABLES),)).fetchall(), node)
     findings += replication_findings(conn.execute(REPLICATION_SQL).fetchall(), replicas, node)
-    facts = {"max_connections": max_connections}
+    facts = {"max_connections": int(conn.execute("SHOW max_connections").fetchone()[0])}
     if conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'pg_stat_statements'").fetchone()[0]:
         facts["top_statements"] = top_statements(conn.execute(STATEMENTS_SQL, (5,)).fetchall())
     else:
@@ -189,8 +185,8 @@ def check_primary(conn, planned_settings: Mapping[str, str], planned_indexes: Se
     return findings, facts
 
 
-def check_replica(conn, planned_settings: Mapping[str, str], remedies: Mapping[str, str], node: str) -> list[Finding]:
-    """A replica: its parameters against the plan's replica set, and its connections."""
+def check_node(conn, planned_settings: Mapping[str, str], remedies: Mapping[str, str], node: str) -> list[Finding]:
+    """What every node is checked for: its parameters against its planned set, and its connections."""
     findings = parameter_findings(conn.execute(SETTINGS_SQL, (list(planned_settings),)).fetchall(), planned_settings, node,
                                   remedies["parameter"], remedies["restart"])
     max_connections = int(conn.execute("SHOW max_connections").fetchone()[0])

@@ -51,7 +51,7 @@ def diagnose(root: Path) -> Report:
                                                           capacity.database.replicas.count, REMEDIES)
                     report.facts.update(facts)
                 else:
-                    found = database.check_replica(conn, settings["replica"][0], REMEDIES, node)
+                    found = database.check_node(conn, settings["replica"][0], REMEDIES, node)
         except psycopg.Error as exc:
             text = str(exc).strip().splitlines()
             report.sources.append(Source(node, False, f"{entry['uri']} did not answer: {text[0] if text else type(exc).__name__}"))

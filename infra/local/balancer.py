@@ -44,6 +44,8 @@ from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urlsplit
 
+from .processes import http_status
+
 HOST = "127.0.0.1"
 HEALTHY = "healthy"
 UNHEALTHY = "unhealthy"
@@ -268,20 +270,9 @@ def _address(url: str) -> tuple[str, int]:
 
 
 def probe(url: str, timeout: float) -> bool:
-    """One health check: GET `url` answers 200 within `timeout` seconds. http.client, not urllib:
-    an http_proxy in the environment must not carry checks of 127.0.0.1 elsewhere."""
-    parts = urlsplit(url)
-    connection = http.client.HTTPConnection(*_address(url), timeout=timeout)
-    try:
-        connection.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""),
-                           headers={"User-Agent": "ELB-HealthChecker/2.0"})
-        response = connection.getresponse()
-        response.read()
-        return response.status == 200
-    except (OSError, http.client.HTTPException):  # refused, reset, timed out, garbled: all failures
-        return False
-    finally:
-        connection.close()
+    """One health check: GET `url` answers 200 within `timeout` seconds (refused, reset, timed out,
+    garbled: all failures), as ALB's checker asks."""
+    return http_status(url, timeout, headers={"User-Agent": "ELB-HealthChecker/2.0"}) == 200
 
 
 def write_state(path: Path, status: dict[str, str]) -> None:

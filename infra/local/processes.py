@@ -13,6 +13,7 @@ import resource
 import signal
 import socket
 import subprocess
+import http.client
 import time
 import urllib.error
 import urllib.request
@@ -78,16 +79,23 @@ def free_port_block(count: int, start: int = 21000, stop: int = 40000) -> int:
     raise RuntimeError(f"no {count} consecutive free ports between {start} and {stop}")
 
 
-def http_status(url: str, timeout: float = 3, authorization: str | None = None) -> int | None:
-    """The HTTP status of a GET, or None when nothing answers (not listening yet, a worker restarting);
-    `authorization` is sent as the Authorization header (basic-auth servers answer 401 without)."""
-    request = urllib.request.Request(url, headers={"Authorization": authorization} if authorization else {})
+# Every URL probed is a server on this machine (or in this container): an http_proxy in the
+# environment must not carry the probes elsewhere.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def http_status(url: str, timeout: float = 3, authorization: str | None = None,
+                headers: Mapping[str, str] | None = None) -> int | None:
+    """The HTTP status of a GET, or None when nothing answers (not listening yet, a worker restarting,
+    a garbled answer); `authorization` is sent as the Authorization header (basic-auth servers answer
+    401 without), `headers` besides."""
+    sent = {**(headers or {}), **({"Authorization": authorization} if authorization else {})}
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _DIRECT.open(urllib.request.Request(url, headers=sent), timeout=timeout) as response:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code
-    except (OSError, ValueError):
+    except (OSError, ValueError, http.client.HTTPException):
         return None
 
 

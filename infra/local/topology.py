@@ -203,6 +203,11 @@ def postgres_uri(port: int, database: str = DATABASE_NAME) -> str:
     return f"postgresql://{SUPERUSER}@127.0.0.1:{port}/{database}"
 
 
+def server_processes(state: Mapping) -> list[dict]:
+    """The servers of a state.json, then the UI balancer when there is one (stopped in reverse)."""
+    return [*state.get("servers", []), *filter(None, [state.get("balancer")])]
+
+
 def unique(items: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
@@ -391,8 +396,7 @@ class LocalTopology:
             server = self._postgres(name, self.ports[name])
             if server.running:
                 running[name] = self._postmaster_port(server) or self.ports[name]
-        previous = previous or {}
-        for server in [*previous.get("servers", []), *filter(None, [previous.get("balancer")])]:
+        for server in server_processes(previous or {}):
             if processes.is_mlflow_group(server.get("pid")):
                 running[server["name"]] = server["port"]
         return running
@@ -453,7 +457,7 @@ class LocalTopology:
         p = self._plan()
         names = database_names(self.replicas)
         previous = previous or {}
-        old = {s["name"]: s for s in [*previous.get("servers", []), *filter(None, [previous.get("balancer")])]}
+        old = {s["name"]: s for s in server_processes(previous)}
         ui_reads = names[1:] or ["primary"]
         ui_names = ui_server_names(self.replicas)
 
@@ -561,7 +565,7 @@ class LocalTopology:
         state = self.read_state()
         if state is None:
             raise LocalTopologyError(f"{self.root} has no state.json; bring the topology up first")
-        self._stop(state, only={s["name"] for s in [*state["servers"], *filter(None, [state.get("balancer")])]})
+        self._stop(state, only={s["name"] for s in server_processes(state)})
         return self.up(progress)
 
     def _migrate(self, say: Progress) -> None:
@@ -676,7 +680,7 @@ class LocalTopology:
                                   f" (log: {log})", EXIT_FAILED)
 
     def _topology_state(self, state: dict) -> TopologyState:
-        servers = {s["name"]: s for s in [*state["servers"], *filter(None, [state.get("balancer")])]}
+        servers = {s["name"]: s for s in server_processes(state)}
         return TopologyState(api_url=servers["api"]["url"], ui_url=servers["ui"]["url"],
                              primary_uri=state["databases"][0]["uri"],
                              replica_uris=[d["uri"] for d in state["databases"][1:]],
@@ -699,14 +703,14 @@ class LocalTopology:
                 "kind": "postgresql", "port": database["port"], "pid": server.pid if running else None,
                 "up": running and server.is_ready(), "address": database["uri"], "log": database["log"]}
         balancer = state.get("balancer")
-        for server in [*state.get("servers", []), *filter(None, [balancer])]:
+        for server in server_processes(state):
             running = processes.is_mlflow_group(server.get("pid"))
             components[server["name"]] = {
                 "kind": "balancer" if server is balancer else "mlflow", "port": server["port"],
                 "pid": server["pid"] if running else None,
                 "up": running and processes.http_status(server["url"] + HEALTH_PATH) == 200,
                 "address": server["url"], "log": server["log"]}
-        servers = {s["name"]: s["url"] for s in [*state.get("servers", []), *filter(None, [balancer])]}
+        servers = {s["name"]: s["url"] for s in server_processes(state)}
         return {"root": str(self.root), "environment": state.get("environment"), "api_url": servers.get("api"),
                 "ui_url": servers.get("ui"), "components": components}
 
@@ -723,7 +727,7 @@ class LocalTopology:
 
     def _stop(self, state: dict, only: set[str] | None = None) -> None:
         """The balancer and servers first (they hold connections), then replicas, then the primary; state.json follows."""
-        for server in [*filter(None, [state.get("balancer")]), *reversed(state["servers"])]:
+        for server in reversed(server_processes(state)):
             if only is None or server["name"] in only:
                 if processes.is_mlflow_group(server.get("pid")):
                     processes.stop_group(server["pid"])

@@ -14,10 +14,10 @@ from __future__ import annotations
 import signal
 import subprocess
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from ..local.processes import http_status
 
 # MLflow's /health on the server's own port, and the read database, each must answer within this:
 # the load balancer's health-check timeout (5 s) bounds the whole check
@@ -26,13 +26,10 @@ Check = Callable[[], tuple[bool, str]]
 
 
 def mlflow_health(url: str, timeout: float = HEALTH_TIMEOUT_S) -> tuple[bool, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status == 200, f"MLflow /health answered {response.status}"
-    except urllib.error.HTTPError as exc:
-        return False, f"MLflow /health answered {exc.code}"
-    except OSError as exc:
-        return False, f"MLflow /health did not answer: {exc}"
+    status = http_status(url, timeout)
+    if status is None:
+        return False, f"MLflow /health did not answer within {timeout:g} s"
+    return status == 200, f"MLflow /health answered {status}"
 
 
 def database_answers(conninfo: Mapping[str, str]) -> tuple[bool, str]:
