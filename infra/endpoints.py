@@ -13,6 +13,13 @@ READY_PORT_ENV = "MLFLOW_INFRA_READY_PORT"
 READY_HOST_ENV = "MLFLOW_INFRA_READY_HOST"   # where the readiness port listens (default 0.0.0.0; locally 127.0.0.1)
 # with a single replica: where its UI reads go while the replica cannot be reached (the primary's endpoint)
 READ_FALLBACK_HOST_ENV = "DB_READ_FALLBACK_HOST"
+# Tags: every resource carries the environment in ENVIRONMENT_TAG (an `environment` tag alone is
+# shared with every other system's); each one an alarm points at carries its alarm target's name in
+# TARGET_TAG (`primary`, `replica-0`, `api-lb`, `ui-tg`, `ui-2-fleet`, ...), and the master user's
+# secret MASTER_SECRET_TARGET: `mlflow-infra doctor` and `db apply-pending` find them by these
+ENVIRONMENT_TAG = "mlflow-infra:environment"
+TARGET_TAG = "mlflow-infra:target"
+MASTER_SECRET_TARGET = "master-secret"
 # a server starts only against the schema its MLflow expects: it waits this long for its deploy's
 # migrate step while the database is behind (unset: no check, MLflow's own behaviour)
 SCHEMA_WAIT_ENV = "MLFLOW_INFRA_SCHEMA_WAIT_S"

@@ -13,7 +13,7 @@ import pytest
 
 from infra.cli import main
 from infra.doctor import database
-from infra.doctor.findings import BOTTLENECKS, EXIT_BAD_INPUT, EXIT_CLEAN, EXIT_FINDINGS, EXIT_UNREACHABLE, Finding
+from infra.doctor.findings import BOTTLENECKS, EXIT_CLEAN, EXIT_FINDINGS, EXIT_UNREACHABLE, Finding
 from infra.planning.indexes import index_migration
 from local_services import running_topology
 
@@ -38,6 +38,10 @@ def test_a_missing_or_invalid_planned_index_is_a_finding():
     ([("shared_buffers", "16384", "8kB", True)], {"shared_buffers": "16384"},
      ["shared_buffers waits for a restart of the primary to take its new value"]),
     ([("unplanned", "1", "", False)], {}, []),
+    ([("shared_preload_libraries", "rdsutils,pg_stat_statements", "", False)],           # RDS adds its own
+     {"shared_preload_libraries": "pg_stat_statements"}, []),
+    ([("shared_preload_libraries", "rdsutils", "", False)], {"shared_preload_libraries": "pg_stat_statements"},
+     ["shared_preload_libraries is rdsutils on the primary; the plan sets pg_stat_statements"]),
 ])
 def test_parameters_differ_from_the_plan_or_wait_for_a_restart(rows, planned, expected):
     assert [f.evidence for f in database.parameter_findings(rows, planned, "primary", "reset {name}", "restart")] == expected
@@ -63,6 +67,16 @@ def test_sequential_scans_of_large_tables_and_dead_rows(rows, expected):
     assert [(f.bottleneck, f.evidence) for f in database.table_findings(rows, "primary")] == expected
 
 
+@pytest.mark.parametrize("hit, read, expected", [
+    (999_000, 1_000, []),
+    (900, 100, []),                                                              # too few reads to judge
+    (950_000, 50_000, ["95.0% of 1,000,000 block reads on the primary were served by shared_buffers (under 99%):"
+                       " the hot set does not fit its memory"]),
+])
+def test_a_cache_hit_ratio_under_the_hot_set(hit, read, expected):
+    assert [f.evidence for f in database.cache_findings(hit, read, "primary")] == expected
+
+
 @pytest.mark.parametrize("rows, planned, expected", [
     ([("streaming", 0.2)], 1, []),
     ([], 1, ["0 of 1 planned replica(s) stream from the primary: UI reads of a missing replica fall back to the primary or fail"]),
@@ -85,11 +99,6 @@ def test_a_finding_names_a_known_bottleneck_and_severity():
     with pytest.raises(ValueError, match="finding bottleneck 'disk' is not one of instance, replicas"):
         Finding("disk", "high", "e", "r", "primary")
     assert len(BOTTLENECKS) == 9
-
-
-def test_without_local_the_command_says_what_this_version_diagnoses(capsys):
-    assert main(["doctor", "prod"]) == EXIT_BAD_INPUT
-    assert capsys.readouterr().err.startswith("doctor prod: only --local is allowed in this version;")
 
 
 def test_no_topology_is_unreachable(tmp_path, capsys):
@@ -117,7 +126,9 @@ def test_a_fresh_topology_has_no_finding_then_each_provoked_one_is_named(topolog
     topo, state = topology
     code, report = doctor(topo, capsys)
     assert (code, report["findings"]) == (EXIT_CLEAN, []), report
-    assert {s["name"]: s["reached"] for s in report["sources"]} == {"aws": True, "primary": True, "replica-1": True}
+    assert {s["name"]: s["reached"] for s in report["sources"]} == {
+        "aws": True, "primary": True, "replica-1": True, "servers": True, "prometheus:api": True, "prometheus:ui": True,
+        "access-log:api": True, "access-log:ui": True}
     statements = report["facts"]["top_statements"]
     assert isinstance(statements, list) and statements, "the migrate step created pg_stat_statements"
     assert not any("password" in s["query"].lower() or s["query"].upper().startswith(("CREATE", "ALTER")) for s in statements)
@@ -151,6 +162,32 @@ def test_a_fresh_topology_has_no_finding_then_each_provoked_one_is_named(topolog
 
 
 @pytest.mark.postgres
+def test_a_server_process_near_its_open_files_limit_is_found(topology, capsys):
+    """A worker's soft limit lowered to just above what it holds open, as a small `ulimit -n` would."""
+    import resource
+
+    from infra.doctor.processes import open_files
+    from infra.local.processes import group_pids
+
+    topo, _ = topology
+    api = next(s for s in topo.read_state()["servers"] if s["role"] == "api")
+    pid = group_pids(api["pid"])[-1]
+    count, _ = open_files(pid)
+    before = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (count + 1, before[1]))
+    try:
+        code, report = doctor(topo, capsys)
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, before)
+    [finding] = [f for f in report["findings"] if f["bottleneck"] == "open-files"]
+    assert finding["source"] == "api" and f"process {pid} has " in finding["evidence"]
+    assert f" files open of its limit {count + 1:,} (" in finding["evidence"]
+    assert code == EXIT_FINDINGS
+    code, report = doctor(topo, capsys)
+    assert not [f for f in report["findings"] if f["bottleneck"] == "open-files"], "the limit restored: nothing left"
+
+
+@pytest.mark.postgres
 def test_a_stopped_replica_is_found_and_a_stopped_primary_is_unreachable(topology, capsys):
     topo, state = topology
     from infra.local.postgres import LocalPostgres
@@ -166,3 +203,37 @@ def test_a_stopped_replica_is_found_and_a_stopped_primary_is_unreachable(topolog
         assert {s["name"]: s["reached"] for s in report["sources"]}["replica-1"] is False
     finally:
         topo.up()
+
+
+@pytest.mark.postgres
+def test_a_standby_started_below_its_primarys_max_connections_does_not_serve(topology):
+    """Why `db apply-pending` reboots the replicas first when a change raises max_connections (and
+    takes --primary-first for one that lowers it): a hot standby started with a smaller value than
+    its primary runs does not serve reads (docs/aws-constraints.md)."""
+    from infra.local.postgres import LocalPostgres
+
+    topo, state = topology
+    entries = {d["name"]: d for d in topo.read_state()["databases"]}
+    with psycopg.connect(state.primary_uri, autocommit=True) as conn:
+        primary_max = int(conn.execute("SHOW max_connections").fetchone()[0])
+    replica = LocalPostgres(Path(entries["replica-1"]["data_dir"]), entries["replica-1"]["port"])
+    auto = replica.data_dir / "postgresql.auto.conf"   # read after every other file: it wins
+    original = auto.read_text()
+    replica.stop()
+    try:
+        auto.write_text(original + f"\nmax_connections = {primary_max - 10}\n")
+        try:
+            replica.start(timeout_s=20)
+            started = True
+        except Exception:  # noqa: BLE001 (pg_ctl gives up waiting for a standby that cannot serve)
+            started = False
+        if started:
+            with pytest.raises(psycopg.Error):
+                psycopg.connect(replica.uri(), connect_timeout=5).close()
+        assert "insufficient parameter settings" in replica.log_tail(200)
+    finally:
+        replica.stop()
+        auto.write_text(original)
+        topo.up()
+    with psycopg.connect(replica.uri(), autocommit=True, connect_timeout=5) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0], "restored: the replica serves again"

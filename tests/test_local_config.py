@@ -180,7 +180,7 @@ def test_a_broken_auth_file_is_one_sentence(auth_plan, tmp_path):
 
 def test_a_topology_without_auth_makes_no_credentials(local_plan, tmp_path):
     topology = LocalTopology(tmp_path / "root", local_plan)
-    assert not topology.basic_auth and topology._authorization() is None
+    assert not topology.basic_auth and topology.authorization() is None
     assert not topology.auth_file.exists()
 
 

@@ -13,7 +13,7 @@ import pulumi_aws as aws
 from .credentials import DatabaseSecret
 from .iam import assume_role_policy, secret_read_policy
 from .parameter_group import ParameterGroupArgs, ParameterSetting, parameter_group
-from ..endpoints import APP_DATABASE_USERNAME, DATABASE_NAME, DATABASE_USERNAME
+from ..endpoints import APP_DATABASE_USERNAME, DATABASE_NAME, DATABASE_USERNAME, MASTER_SECRET_TARGET, TARGET_TAG
 
 LOG_EXPORTS = ["postgresql", "upgrade"]  # slow statements (log_min_duration_statement) reach CloudWatch
 
@@ -81,8 +81,8 @@ class TrackingDatabase(pulumi.ComponentResource):
         # whose master password RDS manages, and RDS would rotate that one under running tasks
         self.master_secret = DatabaseSecret(
             f"{name}-master", DATABASE_USERNAME,
-            f"{name}: PostgreSQL master user (JSON username, password); read by the migrate step only",
-            self.key.arn, tags, keep)
+            f"{name}: PostgreSQL master user (JSON username, password); read by the migrate step and mlflow-infra doctor",
+            self.key.arn, {**tags, TARGET_TAG: MASTER_SECRET_TARGET}, keep)
         self.app_secret = DatabaseSecret(
             f"{name}-app", APP_DATABASE_USERNAME,
             f"{name}: PostgreSQL application role of the MLflow servers (JSON username, password);"
@@ -114,7 +114,6 @@ class TrackingDatabase(pulumi.ComponentResource):
             deletion_protection=args.deletion_protection,
             # parameter and class changes wait for the maintenance window instead of restarting now
             apply_immediately=False,
-            tags=tags,
         )
         self.primary = aws.rds.Instance(
             f"{name}-primary",
@@ -140,6 +139,7 @@ class TrackingDatabase(pulumi.ComponentResource):
             final_snapshot_identifier=f"{name}-final" if args.protect else None,
             # replicas in the same region are encrypted with the source's key and must not name one
             kms_key_id=self.key.arn,
+            tags={**tags, TARGET_TAG: "primary"},
             **common,
             opts=keep,
         )
@@ -165,6 +165,7 @@ class TrackingDatabase(pulumi.ComponentResource):
                     max_allocated_storage=args.max_allocated_storage_gib,
                     backup_retention_period=0,
                     skip_final_snapshot=True,
+                    tags={**tags, TARGET_TAG: f"replica-{i}"},
                     **common,
                     opts=keep,
                 ))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from ..endpoints import DATABASE_PORT
+from ..endpoints import DATABASE_PORT, TARGET_TAG
 from ..planning.plan import TierPlan
 from .artifacts import bucket_policy
 from .auth import auth_secret
@@ -173,7 +173,7 @@ class TrackingService(pulumi.ComponentResource):
             subnets=args.public_subnet_ids if public else args.private_subnet_ids,
             drop_invalid_header_fields=True, enable_deletion_protection=production,
             idle_timeout=120,  # a large search or artifact listing may take a while
-            tags=args.tags, opts=self._child)
+            tags={**args.tags, TARGET_TAG: f"{role}-lb"}, opts=self._child)
         health_port, health_path = server.load_balancer_health
         tg = aws.lb.TargetGroup(
             f"{name}-{role}", port=server.port, protocol="HTTP", vpc_id=args.vpc_id,
@@ -183,7 +183,7 @@ class TrackingService(pulumi.ComponentResource):
             health_check={"path": health_path, "port": "traffic-port" if health_port == server.port else str(health_port),
                           "matcher": "200", "interval": HEALTH_CHECK_INTERVAL_S, "timeout": 5,
                           "healthy_threshold": 2, "unhealthy_threshold": UNHEALTHY_THRESHOLD},
-            tags=args.tags, opts=self._child)
+            tags={**args.tags, TARGET_TAG: f"{role}-tg"}, opts=self._child)
         forward = [{"type": "forward", "target_group_arn": tg.arn}]
         if public:
             listener = aws.lb.Listener(f"{name}-{role}-https", load_balancer_arn=lb.arn, port=443, protocol="HTTPS",
@@ -264,7 +264,7 @@ class TrackingService(pulumi.ComponentResource):
             deployment_circuit_breaker={"enable": True, "rollback": True},
             deployment_minimum_healthy_percent=100, deployment_maximum_percent=200,
             health_check_grace_period_seconds=120, propagate_tags="SERVICE", enable_ecs_managed_tags=True,
-            tags=tags,
+            tags={**tags, TARGET_TAG: f"{unit.service}-fleet"},
             # autoscaling owns the running count after creation
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCount"],
                                         depends_on=[fleet.listener]))
@@ -323,7 +323,8 @@ class TrackingService(pulumi.ComponentResource):
             health_check_type="ELB", health_check_grace_period=300,
             launch_template={"id": template.id, "version": template.latest_version.apply(str)},
             instance_refresh={"strategy": "Rolling", "preferences": {"min_healthy_percentage": 50}},
-            tags=[{"key": k, "value": v, "propagate_at_launch": True} for k, v in sorted(tags.items())],
+            tags=[{"key": k, "value": v, "propagate_at_launch": True}
+                  for k, v in sorted({**tags, TARGET_TAG: f"{unit.service}-fleet"}.items())],
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCapacity"]))
         aws.autoscaling.Policy(
             f"{unit.name}-cpu", autoscaling_group_name=group.name, policy_type="TargetTrackingScaling",

@@ -6,7 +6,8 @@
   mlflow-infra policy check|config ENV     the policy pack, offline               (policy.py)
   mlflow-infra local up|status|down        the topology on this machine           (local.py)
   mlflow-infra bench                       the benchmark                          (bench.py)
-  mlflow-infra doctor --local              a running deployment against its plan  (doctor.py)
+  mlflow-infra doctor ENV [--local]        a running deployment against its plan  (doctor.py)
+  mlflow-infra db apply-pending ENV        reboot what waits for a reboot          (db.py)
 
 Exit codes: 0 fine, 2 bad input (one line per problem, no traceback); groups document their own.
 """
@@ -17,10 +18,10 @@ import argparse
 import sys
 
 from ..spec import STACKS_DIR, SpecInvalid
-from . import bench, doctor, local, plan, policy
+from . import bench, db, doctor, local, plan, policy
 from .console import EXIT_INVALID, err
 
-COMMAND_GROUPS = (plan, policy, bench, local, doctor)
+COMMAND_GROUPS = (plan, policy, bench, local, doctor, db)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,6 +25,12 @@ IDLE_IN_TRANSACTION_S = 30
 CONNECTIONS_SHARE = 0.8
 # A replica further behind than this shows the UI stale runs.
 REPLICA_LAG_S = 60
+# Block reads served from shared_buffers below this share, over enough reads to judge: the hot set
+# (latest_metrics, the runs the UI lists, their indexes) no longer fits the instance's memory.
+CACHE_HIT_SHARE = 0.99
+CACHE_MIN_BLOCKS = 1_000_000
+# Settings that are lists: the plan's items must be in effect, others may be added (RDS's own).
+LIST_SETTINGS = ("shared_preload_libraries",)
 
 INDEX_SQL = """
 SELECT c.relname, i.indisvalid
@@ -47,6 +53,7 @@ TABLES_SQL = """
 SELECT relname, seq_scan, coalesce(idx_scan, 0), n_live_tup, n_dead_tup
 FROM pg_stat_user_tables WHERE relname = ANY(%s)
 """
+CACHE_SQL = "SELECT blks_hit, blks_read FROM pg_stat_database WHERE datname = current_database()"
 REPLICATION_SQL = "SELECT state, coalesce(extract(epoch FROM replay_lag), 0) FROM pg_stat_replication"
 # MLflow's own work only (no catalog reads, this command's among them): utility statements are not
 # normalised by pg_stat_statements, and one of them (the migrate step's ALTER ROLE ... PASSWORD)
@@ -75,6 +82,18 @@ def normalise(value: str) -> str:
     return {"on": "1", "off": "0", "true": "1", "false": "0"}.get(str(value).lower(), str(value))
 
 
+def matches(name: str, setting: str, planned: str) -> bool:
+    """A setting in effect is the plan's. RDS adds its own libraries (rdsutils, ...) to
+    shared_preload_libraries: there the plan's libraries must be among those loaded."""
+    if name in LIST_SETTINGS:
+        return set(split_list(planned)) <= set(split_list(setting))
+    return normalise(setting) == normalise(planned)
+
+
+def split_list(value: str) -> list[str]:
+    return [item.strip().strip('"') for item in str(value).split(",") if item.strip()]
+
+
 def index_findings(rows: Iterable[tuple[str, bool]], planned: Sequence[tuple[str, str]], node: str, remedy: str) -> list[Finding]:
     """`rows`: (index, valid) found; `planned`: (index, table). A missing or INVALID planned index."""
     found = dict(rows)
@@ -96,7 +115,7 @@ def parameter_findings(rows: Iterable[tuple[str, str, str, bool]], planned: Mapp
     for name, setting, unit, pending in rows:
         if name not in planned:
             continue
-        if normalise(setting) != normalise(planned[name]):
+        if not matches(name, setting, planned[name]):
             in_unit = f" (unit {unit})" if unit else ""
             findings.append(Finding("parameters", "medium", f"{name} is {setting} on the {node}; the plan sets"
                                     f" {planned[name]}{in_unit}", remedy.format(name=name), node))
@@ -139,6 +158,16 @@ def table_findings(rows: Iterable[tuple[str, int, int, int, int]], node: str) ->
                                     " autovacuum is not keeping up", "check for long transactions (they hold the vacuum"
                                     " horizon) and the table's autovacuum settings from the index migration", node))
     return findings
+
+
+def cache_findings(hit: int, read: int, node: str) -> list[Finding]:
+    total = hit + read
+    if total < CACHE_MIN_BLOCKS or hit >= total * CACHE_HIT_SHARE:
+        return []
+    return [Finding("instance", "medium", f"{hit / total:.1%} of {total:,} block reads on the {node} were served by"
+                    f" shared_buffers (under {CACHE_HIT_SHARE:.0%}): the hot set does not fit its memory",
+                    "a class with more memory (database.instance_class), after checking the top statements for"
+                    " sequential scans", node)]
 
 
 def replication_findings(rows: Iterable[tuple[str, float]], planned_replicas: int, node: str) -> list[Finding]:
@@ -191,4 +220,5 @@ def check_node(conn, planned_settings: Mapping[str, str], remedies: Mapping[str,
                                   remedies["parameter"], remedies["restart"])
     max_connections = int(conn.execute("SHOW max_connections").fetchone()[0])
     idle = conn.execute(IDLE_IN_TRANSACTION_SQL, (IDLE_IN_TRANSACTION_S,)).fetchone()[0]
+    findings += cache_findings(*conn.execute(CACHE_SQL).fetchone(), node)
     return findings + connection_findings(conn.execute(ACTIVITY_SQL).fetchall(), idle, max_connections, node)

@@ -333,7 +333,8 @@ class LocalTopology:
             out.write(json.dumps(dict(credentials), indent=2) + "\n")
         partial.replace(path)
 
-    def _authorization(self) -> str | None:
+    def authorization(self) -> str | None:
+        """The Authorization header the servers ask for (MLflow's basic auth), or None."""
         if not self.basic_auth:
             return None
         credentials = self.auth_credentials()
@@ -655,7 +656,7 @@ class LocalTopology:
         """`path` answers 200 before `deadline`; a server that exits first is reported at once."""
         name, log = server["name"], Path(server["log"])
         last: list[int | None] = [None]
-        authorization = self._authorization()
+        authorization = self.authorization()
 
         def answered() -> bool:
             if not processes.pid_alive(server["pid"]):

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..endpoints import ENVIRONMENT_TAG
 from ..planning import catalogue
 
 STACKS_DIR = Path("stacks")
@@ -189,7 +190,7 @@ class EnvironmentSpec(Section):
 
     @property
     def resource_tags(self) -> dict[str, str]:
-        return {**self.tags, "environment": self.name}
+        return {**self.tags, "environment": self.name, ENVIRONMENT_TAG: self.name}
 
     @property
     def availability_zones(self) -> tuple[str, ...]:
