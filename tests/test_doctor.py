@@ -182,7 +182,9 @@ def test_a_server_process_near_its_open_files_limit_is_found(topology, capsys):
     [finding] = [f for f in report["findings"] if f["bottleneck"] == "open-files"]
     assert finding["source"] == "api" and f"process {pid} has " in finding["evidence"]
     assert f" files open of its limit {count + 1:,} (" in finding["evidence"]
-    assert code == EXIT_FINDINGS
+    # a worker at its limit cannot accept a connection: the scrape of /metrics fails when it lands there
+    unreached = {s["name"] for s in report["sources"] if not s["reached"]}
+    assert (code, unreached) in ((EXIT_FINDINGS, set()), (EXIT_UNREACHABLE, {"prometheus:api"})), report["sources"]
     code, report = doctor(topo, capsys)
     assert not [f for f in report["findings"] if f["bottleneck"] == "open-files"], "the limit restored: nothing left"
 
