@@ -18,6 +18,9 @@ READ_FALLBACK_HOST_ENV = "DB_READ_FALLBACK_HOST"
 # TARGET_TAG (`primary`, `replica-0`, `api-lb`, `ui-tg`, `ui-2-fleet`, ...), and the master user's
 # secret MASTER_SECRET_TARGET: `mlflow-infra doctor` and `db apply-pending` find them by these
 ENVIRONMENT_TAG = "mlflow-infra:environment"
+# The load balancers close a connection idle this long: a large search or artifact listing may take
+# a while, and a client's request timeout need not be longer
+LOAD_BALANCER_IDLE_TIMEOUT_S = 120
 TARGET_TAG = "mlflow-infra:target"
 MASTER_SECRET_TARGET = "master-secret"
 # a server starts only against the schema its MLflow expects: it waits this long for its deploy's

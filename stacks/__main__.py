@@ -31,6 +31,7 @@ def main() -> None:
     pulumi.export("artifact_bucket", tracking.artifact_bucket)
     pulumi.export("image_repository", tracking.image_repository)
     pulumi.export("plan_summary", tracking.plan_summary)
+    pulumi.export("client_environment", tracking.client_environment)
     pulumi.export("monthly_cost_usd", tracking.monthly_cost_usd)
 
 

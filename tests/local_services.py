@@ -141,11 +141,78 @@ def parent_pid(pid: int) -> int | None:
     return int(fields[1]) if fields else None
 
 
-def uvicorn_workers(pgid: int) -> list[int]:
-    """The worker processes under the uvicorn supervisor of a server's group (what --workers counts)."""
+def server_workers(pgid: int) -> list[int]:
+    """The worker processes of a server's group (what --workers counts): uvicorn's spawned children of
+    its supervisor, or gunicorn's forked children of its master (the same command line as the master)."""
     members = group_pids(pgid)
-    supervisors = {pid for pid in members if "uvicorn" in command_line(pid)}
-    return [pid for pid in members if parent_pid(pid) in supervisors and "spawn_main" in command_line(pid)]
+    uvicorn = {pid for pid in members if "uvicorn" in command_line(pid)}
+    gunicorn = {pid for pid in members if " -m gunicorn " in command_line(pid)}  # not mlflow, whose options name it
+    return [pid for pid in members
+            if (parent_pid(pid) in uvicorn and "spawn_main" in command_line(pid)) or (pid in gunicorn and parent_pid(pid) in gunicorn)]
+
+
+def _tcp_inode(local_port: int, remote_port: int) -> str | None:
+    """The socket inode of the TCP connection from local_port to remote_port (/proc/net/tcp, tcp6)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == local_port and int(fields[2].rsplit(":", 1)[1], 16) == remote_port:
+                return fields[9]
+    return None
+
+
+def accepted_socket_option(pgid: int, server_port: int, client_port: int, level: int, option: int) -> int:
+    """getsockopt on the server's end of one client connection: the process of group `pgid` holding it
+    lends us a duplicate of its descriptor (pidfd_getfd, Linux 5.6+; root, or the server our child)."""
+    import ctypes
+    import socket
+
+    inode = _tcp_inode(server_port, client_port)
+    assert inode, f"no connection from 127.0.0.1:{client_port} to :{server_port} in /proc/net/tcp"
+    libc = ctypes.CDLL(None, use_errno=True)
+    for pid in group_pids(pgid):
+        fd_dir = Path(f"/proc/{pid}/fd")
+        for fd in fd_dir.iterdir():
+            try:
+                if os.readlink(fd) != f"socket:[{inode}]":
+                    continue
+            except OSError:  # closed while we looked
+                continue
+            pidfd = os.pidfd_open(pid)
+            try:
+                borrowed = libc.syscall(438, pidfd, int(fd.name), 0)  # SYS_pidfd_getfd, the same number on x86-64 and arm64
+            finally:
+                os.close(pidfd)
+            if borrowed < 0:
+                raise OSError(ctypes.get_errno(), f"pidfd_getfd({pid}, {fd.name})")
+            with socket.socket(fileno=borrowed) as sock:
+                return sock.getsockopt(level, option)
+    raise AssertionError(f"no process of group {pgid} holds the connection's socket {inode}")
+
+
+def server_nodelay(pgid: int, port: int) -> int:
+    """TCP_NODELAY on the server's end of a connection, read while a worker holds it: the request's
+    body is left unfinished, so the worker that accepted it waits for the rest (a sync worker that
+    answered would close the connection at once)."""
+    import socket
+
+    body = b'{"max_results": 1}'
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+        client.sendall(b"POST /api/2.0/mlflow/experiments/search HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                       b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:1])
+        client_port = client.getsockname()[1]
+
+        found: list[int] = []
+
+        def accepted() -> bool:
+            try:
+                found.append(accepted_socket_option(pgid, port, client_port, socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                return True
+            except AssertionError:  # not accepted by a worker yet
+                return False
+
+        wait_until(accepted, 30, 0.1, f"a worker to accept the connection on {port}")
+        return found[-1]
 
 
 def eventually(check, timeout_s: float = 10, what: str = "the check to hold"):

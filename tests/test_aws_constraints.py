@@ -178,3 +178,18 @@ def test_a_lost_replica_is_visible_on_the_ui_target_group_and_every_ui_service_h
     for name in p.tracking.ui.service_names:
         assert alarms[f"{name}-cpu"]["dimensions"]["ServiceName"] in services
     assert len({alarms[f"{n}-cpu"]["dimensions"]["ServiceName"] for n in p.tracking.ui.service_names}) == 3
+
+
+def test_gunicorn_finishes_its_requests_within_the_stop_timeout(prod_three_replicas):
+    """ECS sends SIGTERM, then SIGKILL after the container's stopTimeout (30 s when unset; `docker
+    stop --time 30` on EC2): the API's gunicorn gives its workers less than that to finish."""
+    from infra.aws.instance import STOP_TIMEOUT_SECONDS
+    from infra.planning.server_command import GUNICORN_GRACEFUL_S
+
+    mocks = prod_three_replicas[2]
+    api = next(t for t in mocks.of_type("aws:ecs/taskDefinition:TaskDefinition") if t.name.endswith("-api"))
+    server = containers(api)["mlflow"]
+    assert "stopTimeout" not in server, "ECS's default stopTimeout (30 s) applies"
+    options = server["command"][server["command"].index("--gunicorn-opts") + 1]
+    assert f"--graceful-timeout {GUNICORN_GRACEFUL_S}" in options
+    assert GUNICORN_GRACEFUL_S < STOP_TIMEOUT_SECONDS == 30

@@ -8,12 +8,14 @@ import pytest
 from infra.bench.report import (
     calibration,
     ceiling_table,
+    chatty_table,
     fmt_ms,
     ingest_table,
     markdown,
     ratio_matrix,
     search_table,
     short_error,
+    stacks_table,
     with_ratios,
     yaml_block,
 )
@@ -104,3 +106,23 @@ def test_short_error_names_the_cause_and_the_endpoint():
             " (Caused by ReadTimeoutError(\"HTTPConnectionPool(host='127.0.0.1', port=5): Re")
     assert short_error(text) == "ReadTimeoutError on /api/2.0/mlflow/runs/log-batch"
     assert short_error("RestException: BAD_REQUEST") == "RestException: BAD_REQUEST"
+
+
+def test_stacks_are_compared_with_the_planned_server_in_the_same_cell():
+    planned = "gunicorn sync (planned)"
+    rows = [row(planned, 32, 10, 1600.0, p99=300.0, cpu_ms=7.0), row("uvicorn (MLflow default)", 32, 10, 800.0, p99=1200.0, errors=3),
+            row(planned, 1, 1, 90.0, p99=20.0)]
+    lines = stacks_table(rows, planned).splitlines()
+    assert lines[0].startswith("| clients | metrics/call | server | metrics/s |")
+    assert "| 32 | 10 | uvicorn (MLflow default) | 800 | 600 | 1,200 | 3 | - | 0.50x | 4.00x |" in lines
+    assert lines[2].startswith("| 1 | 1 | gunicorn sync (planned) |"), "sorted by cell"
+
+
+def test_chatty_rows_are_against_stock_sqlite_without_the_environment():
+    def chatty(variant, env, per_s, missing=0):
+        return {"variant": variant, "client_environment": env, "calls": 1000, "stored": 1000 - missing, "missing": missing,
+                "errors": 0, "elapsed_s": 10.0, "metrics_per_s": per_s, "call_p50_ms": 0.05}
+    text = chatty_table([chatty("planned-local", "the plan's", 9000.0), chatty("planned-local", "none", 600.0),
+                         chatty("stock-sqlite", "none", 450.0, missing=2)])
+    assert "| planned-local | the plan's | 1,000 | 1,000 | 0 | 0 | 10.0 | 9,000 | 0.05 | 20.00x |" in text
+    assert "| stock-sqlite | none | 1,000 | 998 | 2 | 0 | 10.0 | 450 | 0.05 | 1.00x |" in text

@@ -115,9 +115,11 @@ def _parse(*argv):
 
 def test_full_defaults_and_quick_sizes():
     full = options_from(_parse())
-    assert (full.clients, full.batch_sizes, full.scale_runs, full.scale_metrics) == ([1, 8, 32], [1, 10, 100, 1000], 1_000_000, 10_000_000)
+    assert (full.clients, full.batch_sizes, full.scale_runs, full.scale_metrics) == ([1, 8, 32, 64], [1, 10, 100, 1000], 1_000_000, 10_000_000)
+    assert (full.stack_cells, full.chatty_clients) == ([(1, 1), (32, 10), (32, 100)], 32)
     quick = options_from(_parse("--quick"))
     assert quick.scale_runs == QUICK["scale_runs"] < FULL["scale_runs"]
+    assert len(quick.stack_cells) < len(full.stack_cells) and quick.chatty_clients < full.chatty_clients
     assert options_from(_parse("--quick", "--scale-runs", "500")).scale_runs == 500  # an explicit value wins
 
 

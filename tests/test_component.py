@@ -208,7 +208,7 @@ def test_artifacts_bucket_is_closed(stack):
 
 def test_placement_and_outputs(stack):
     env, p, mocks, urns, outputs = stack
-    tracking_uri, ui_url, primary, replicas, client_sg, bucket = outputs
+    tracking_uri, ui_url, primary, replicas, client_sg, bucket, _ = outputs
     assert tracking_uri.startswith("http://mlflow-") and ".elb.amazonaws.com" in tracking_uri
     assert primary.startswith(f"mlflow-{env}-db-primary.")
     assert len(replicas) == p.database.replicas.count

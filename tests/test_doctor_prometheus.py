@@ -218,6 +218,11 @@ ACCESS = '2026/11/27 22:03:31 INFO:     127.0.0.1:51140 - "{} {} HTTP/1.1" {} OK
     ([ACCESS.format("POST", LOG_METRIC, 200), "2026/11/27 22:04:00 INFO:     Uvicorn running on http://127.0.0.1:5000"
       " (Press CTRL+C to quit)", ACCESS.format("POST", LOG_BATCH, 200)], {LOG_BATCH: 1}),   # since the last start
     (["2026/11/27 22:04:01 INFO:     Started server process [42]", "Traceback (most recent call last):"], {}),
+    # gunicorn's default access format (the API: --access-logfile -) and its start line
+    (['127.0.0.1 - - [27/Nov/2026:22:03:31 +0000] "POST %s HTTP/1.1" 200 2 "-" "python-requests/2.32.5"' % LOG_METRIC,
+      "[2026-11-27 22:04:00 +0000] [41] [INFO] Listening at: http://127.0.0.1:5000 (41)",
+      '127.0.0.1 - - [27/Nov/2026:22:04:02 +0000] "POST %s HTTP/1.1" 200 2 "-" "python-requests/2.32.5"' % LOG_BATCH],
+     {LOG_BATCH: 1}),
 ])
 def test_access_log_lines_count_requests_by_path_since_the_last_start(lines, expected):
     assert prometheus.access_counts(lines) == expected
@@ -340,7 +345,7 @@ def test_a_fresh_topology_is_clean_then_one_metric_per_call_is_batching(topology
     assert all("MLflow labels no path" in s.detail for s in sources), "MLflow 3.17's exposition: method and status only"
     api_log = dict(logs)["api"]
     assert any(prometheus.START_LINE.search(line) for line in prometheus.read_tail(api_log)), \
-        f"uvicorn's start line, which the access counts restart from, is not in {api_log}"
+        f"the server's start line, which the access counts restart from, is not in {api_log}"
 
     if authorization:  # tracking.auth basic: the client logs in as the admin, as the topology's own checks do
         credentials = json.loads(topo.auth_file.read_text())

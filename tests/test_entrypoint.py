@@ -25,6 +25,7 @@ from infra.runtime.entrypoint import (
     fetch_secret,
     fill_placeholders,
     main,
+    with_allowed_hosts,
     parse_auth_secret,
     parse_secret,
     prepare_prometheus_dir,
@@ -38,7 +39,7 @@ from infra.runtime.entrypoint import (
 )
 from infra.planning.indexes import IndexMigration, IndexSpec, index_migration
 from infra.runtime.migrate import libpq_uri, run_index_migration
-from infra.planning.server_command import HEALTH_PATH, PORT, PRIMARY_URI_ENV, REPLICA_URI_ENV
+from infra.planning.server_command import ALLOWED_HOSTS_ENV, HEALTH_PATH, PORT, PRIMARY_URI_ENV, REPLICA_URI_ENV
 from local_services import APP_USER, base_env, db_env, mlflow_database, require_entrypoint, run_entrypoint
 
 DB = {"DB_HOST": "db.example.internal", "DB_USERNAME": "mlflow", "DB_PASSWORD": "secret"}
@@ -307,19 +308,28 @@ def _flag(command, flag):
     return command[command.index(flag) + 1] if flag in command else None
 
 
-def test_placeholders_are_filled_from_the_environment(api_command):
+@pytest.fixture(scope="module")
+def api_environment():
+    return dict(plan(load_environment(ROOT / "stacks" / "prod.yaml")).tracking.api.server.environment)
+
+
+def test_placeholders_are_filled_from_the_environment(api_command, api_environment):
     env = {"MLFLOW_ARTIFACTS_DESTINATION": "s3://bucket/artifacts", "MLFLOW_LOAD_BALANCER_HOST": "internal-api.elb.amazonaws.com"}
     filled = fill_placeholders(api_command, env)
     assert _flag(filled, "--artifacts-destination") == "s3://bucket/artifacts"
-    assert _flag(filled, "--allowed-hosts") == ("internal-api.elb.amazonaws.com,internal-api.elb.amazonaws.com:*,"
-                                                "mlflow.internal.example.com,mlflow-api.internal.example.com")
     assert not any("{" in arg for arg in filled)
     assert len(filled) == len(api_command)
+    # the host list is MLflow's variable, which both uvicorn and gunicorn honour (the flag only sets it)
+    hosts = with_allowed_hosts({**api_environment, **env})[ALLOWED_HOSTS_ENV]
+    assert hosts == ("internal-api.elb.amazonaws.com,internal-api.elb.amazonaws.com:*,"
+                     "mlflow.internal.example.com,mlflow-api.internal.example.com")
 
 
-def test_without_a_load_balancer_host_its_entry_is_dropped(api_command):
-    filled = fill_placeholders(api_command, {"MLFLOW_ARTIFACTS_DESTINATION": "s3://b/a", "MLFLOW_LOAD_BALANCER_HOST": ""})
-    assert _flag(filled, "--allowed-hosts") == "mlflow.internal.example.com,mlflow-api.internal.example.com"
+def test_without_a_load_balancer_host_its_entry_is_dropped(api_environment):
+    composed = with_allowed_hosts({**api_environment, "MLFLOW_LOAD_BALANCER_HOST": ""})
+    assert composed[ALLOWED_HOSTS_ENV] == "mlflow.internal.example.com,mlflow-api.internal.example.com"
+    assert ALLOWED_HOSTS_ENV not in with_allowed_hosts({ALLOWED_HOSTS_ENV: "{load_balancer_host}"}), \
+        "no host left: MLflow's default (localhost, private addresses)"
 
 
 @pytest.mark.parametrize("form", ["separate", "equals"])

@@ -26,7 +26,7 @@ from infra.planning.indexes import index_migration
 from infra.local import LocalTopology, LocalTopologyError
 from infra.local import processes
 from infra.local.processes import free_port, free_port_block
-from local_services import eventually, uvicorn_workers
+from local_services import eventually, server_workers
 from infra.local.postgres import build_has_lz4
 from infra.planning.parameters import primary_parameters, replica_parameters, scaled_to, server_settings
 
@@ -154,9 +154,9 @@ def test_killing_an_api_worker_mid_burst_loses_no_acknowledged_write(topology, m
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     topo, state = topology
     api_pid = topo.read_state()["servers"][0]["pid"]
-    workers = uvicorn_workers(api_pid)
+    workers = server_workers(api_pid)
     planned = int(topo.plan.tracking.api.server.command[topo.plan.tracking.api.server.command.index("--workers") + 1])
-    assert len(workers) == planned, f"uvicorn runs the planned {planned} workers: {workers}"
+    assert len(workers) == planned, f"the API runs the planned {planned} workers: {workers}"
 
     client = MlflowClient(state.api_url)
     experiment_id = new_experiment(client, "burst")
@@ -194,11 +194,11 @@ def test_killing_an_api_worker_mid_burst_loses_no_acknowledged_write(topology, m
     assert not lost, f"acknowledged log_batch calls missing from the primary: {lost[:5]}"
     assert len(acknowledged) > acknowledged_at_kill + 50, f"the other workers kept serving (errors: {errors[:5]})"
 
-    # uvicorn's supervisor replaces the dead worker
+    # gunicorn's master replaces the dead worker
     def replaced():
-        now_running = uvicorn_workers(api_pid)
+        now_running = server_workers(api_pid)
         return len(now_running) == planned and victim not in now_running
-    assert eventually(replaced, timeout_s=30), f"workers after the kill: {uvicorn_workers(api_pid)}"
+    assert eventually(replaced, timeout_s=30), f"workers after the kill: {server_workers(api_pid)}"
     assert client.get_run(run_ids[0]).data.metrics["k0"] == 49.0
 
 
@@ -253,7 +253,14 @@ def test_data_survives_down_and_up(topology, capsys):
     assert "data kept" in out and " down " in out and " up " not in out
     assert not any(processes.port_in_use(port) for port in topo.ports.values()), "every port is free after down"
 
-    again = topo.up()
+    # `local up` brings it back and prints what training jobs set to batch their logging calls
+    assert main(["local", "up", "--root", root, "--base-port", str(topo.base_port), "--api-port", str(topo.api_port),
+                 "--ui-port", str(topo.ui_port)]) == 0
+    out = capsys.readouterr().out
+    assert f"export MLFLOW_TRACKING_URI={state.api_url}" in out
+    for name, value in topo.plan.client_environment.items():
+        assert f"export {name}={value}" in out
+    again = topo.up()   # already up: the same state
     assert again == state
     assert MlflowClient(again.api_url).get_run(run_id).data.params == {"kept": "yes"}
     assert eventually(lambda: MlflowClient(again.ui_url).get_run(run_id).data.params) == {"kept": "yes"}

@@ -27,6 +27,7 @@ from local_services import (
     parent_pid,
     require_entrypoint,
     run_entrypoint,
+    server_nodelay,
     wait_or_fail,
     wait_until_healthy,
 )
@@ -131,7 +132,9 @@ def test_api_server_logs_runs_through_the_planned_command(tracking, database, tm
         assert REPLICA_URI_ENV not in environment
         assert environment["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"] == settings.environment["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"]
         lines = group_command_lines(server.pid)
-        assert any("uvicorn" in line for line in lines), lines
+        assert any("gunicorn" in line and "--worker-class sync" in line for line in lines), lines
+        # gunicorn sets TCP_NODELAY on its listening socket; every accepted one inherits it
+        assert server_nodelay(server.pid, port) == 1
         assert not any(APP_PASSWORD in line or "p%40ss" in line for line in lines), "no password on a command line"
 
 
@@ -159,6 +162,30 @@ def test_ui_server_reads_through_the_replica_uri(tracking, database, tmp_path):
         assert [r.info.run_id for r in found] == [run_id]
         status, _ = http_get(f"http://127.0.0.1:{port}/")  # the UI's own page
         assert status == 200
+        # uvicorn with two workers and the planned loop: TCP_NODELAY on every accepted connection
+        assert any("uvicorn" in line and "--workers 2" in line for line in group_command_lines(server.pid))
+        assert server_nodelay(server.pid, port) == 1
+
+
+def test_stock_uvicorn_with_workers_leaves_nagle_on(tmp_path):
+    """Why the UI's command names a loop: stock `mlflow server --workers 2` on asyncio's loop (uvicorn's
+    unless uvloop is installed, which MLflow does not require) accepts connections without
+    TCP_NODELAY: uvicorn binds the socket itself with protocol 0, and asyncio sets the option only on
+    sockets of protocol IPPROTO_TCP. Then a keep-alive response waits on the client's delayed ACK."""
+    import sys
+
+    port = free_port()
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+               "--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--uvicorn-opts", "--loop asyncio --http h11"]
+    log = tmp_path / "stock.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=tmp_path, env=base_env(tmp_path), stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        wait_until_healthy(process, port, log)
+        assert server_nodelay(process.pid, port) == 0
+    finally:
+        stop_group(process)
 
 
 def test_api_server_with_basic_auth_keeps_its_users_on_the_primary(database, tmp_path):

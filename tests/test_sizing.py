@@ -150,14 +150,14 @@ API_POOL, UI_POOL = pool_for("api"), pool_for("ui")
 
 
 @pytest.mark.parametrize("api_max,ui_max,replicas,memory_gib,mode,proxy,max_connections", [
-    # per task its workers' engines plus the server process's own 2: 3x(4x2x5 + 2) = 126 + 3x(2x2x4 + 2) = 54
-    # + the single replica's UI reads falling back, 3 x (2x2x4 + 2 + 1 readiness) = 57 + reserve 17 = 254, x1.2
-    (3, 3, 1, 32, "auto", False, 305),
-    # two replicas: no fallback; 126 + 4x(2x2x4 + 2) = 72 + reserve 18 = 216, x1.2
-    (3, 4, 2, 32, "auto", False, 260),
-    (2, 2, 0, 4, "auto", False, 164),       # 84 + 36 + reserve 16 = 136, x1.2
+    # per task its workers' engines plus the server process's own 2: 3x(4x2x3 + 2) = 78 + 3x(2x2x4 + 2) = 54
+    # + the single replica's UI reads falling back, 3 x (2x2x4 + 2 + 1 readiness) = 57 + reserve 17 = 206, x1.2
+    (3, 3, 1, 32, "auto", False, 248),
+    # two replicas: no fallback; 78 + 4x(2x2x4 + 2) = 72 + reserve 18 = 168, x1.2
+    (3, 4, 2, 32, "auto", False, 202),
+    (2, 2, 0, 4, "auto", False, 125),       # 52 + 36 + reserve 16 = 104, x1.2
     (1, 1, 0, 4, "auto", False, 100),       # floor of 100
-    (40, 2, 0, 4, "auto", True, 450),       # 800 API connections > 450 the class holds
+    (40, 2, 0, 4, "auto", True, 450),       # 1,040 API connections > 450 the class holds
     (2, 2, 0, 4, "on", True, 450),          # asked for
 ])
 def test_connection_budget(api_max, ui_max, replicas, memory_gib, mode, proxy, max_connections):
@@ -175,18 +175,19 @@ def test_connection_budget(api_max, ui_max, replicas, memory_gib, mode, proxy, m
         assert b.fleet_connections + b.reserve <= b.max_connections
 
 
-@pytest.mark.parametrize("role,clients,workers,overflow", [
-    ("api", 0, 4, 3),        # no burst known: the minimum
-    ("api", 32, 4, 14),      # 8 clients per worker, two connections each (log_batch nests a session)
-    ("api", 300, 8, 74),     # 38 per worker: 76 connections
-    ("api", 2000, 8, 78),    # capped at the worker's 40 request threads x 2
-    ("ui", 40, 4, 5),        # people, not a sweep: a lower cap
-    ("ui", 3, 2, 2),
+@pytest.mark.parametrize("role,clients,workers,at_once,overflow", [
+    ("api", 0, 4, 1, 1),        # no burst known: the minimum (the margin above log_batch's two)
+    ("api", 32, 4, 1, 1),       # gunicorn sync: one request per worker whatever the clients, two connections
+    ("api", 32, 4, 40, 14),     # a worker that runs 40 at once: 8 clients per worker, two connections each
+    ("api", 300, 8, 40, 74),    # 38 per worker: 76 connections
+    ("api", 2000, 8, 40, 78),   # capped at the worker's 40 request threads x 2
+    ("ui", 40, 4, 40, 5),       # people, not a sweep: a lower cap
+    ("ui", 3, 2, 40, 2),
 ])
-def test_overflow_covers_a_burst_of_every_client(role, clients, workers, overflow):
+def test_overflow_covers_a_burst_of_every_client(role, clients, workers, at_once, overflow):
     from infra.planning.connections import pool_for
 
-    pool = pool_for(role, clients, workers)
+    pool = pool_for(role, clients, workers, requests_per_worker=at_once)
     assert (pool.pool_size, pool.max_overflow) == (2, overflow)
 
 
@@ -197,7 +198,7 @@ def test_basic_auth_adds_an_engine_per_worker_on_the_primary_only():
     # 3 engines per worker on the primary, plus the server process's 2 store engines and the one its admin
     # bootstrap keeps; the auth store opens nothing on the replica, so replicas see 2 engines per worker,
     # the process's 2 and a readiness check per task
-    assert b.api_connections == 2 * (4 * 3 * 5 + 2 + 1) and b.ui_replica_connections == 2 * (2 * 2 * 4 + 2 + 1)
+    assert b.api_connections == 2 * (4 * 3 * 3 + 2 + 1) and b.ui_replica_connections == 2 * (2 * 2 * 4 + 2 + 1)
 
 
 def test_budget_refuses_proxy_off_when_it_cannot_fit():

@@ -64,7 +64,7 @@ def render_stack(spec, project: str = "mlflow-tracking", capacity=None, mocks: R
     """Build MlflowTracking for a validated spec under the mocks, as `pulumi preview` would.
 
     Returns the mocks (every resource's inputs), the component, the URNs, and the resolved
-    outputs (tracking_uri, ui_url, primary_endpoint, replica_endpoints, client sg, bucket)."""
+    outputs (tracking_uri, ui_url, primary_endpoint, replica_endpoints, client sg, bucket, client_environment)."""
     from .tracking import MlflowTracking, MlflowTrackingArgs
 
     mocks = mocks or RecordingMocks()
@@ -77,7 +77,8 @@ def render_stack(spec, project: str = "mlflow-tracking", capacity=None, mocks: R
         holder["component"] = component
         return pulumi.Output.all(component.tracking_uri, component.ui_url, component.primary_endpoint,
                                  component.replica_endpoints, component.client_security_group_id,
-                                 component.artifact_bucket).apply(lambda v: holder.__setitem__("outputs", v))
+                                 component.artifact_bucket, component.client_environment).apply(
+            lambda v: holder.__setitem__("outputs", v))
 
     build()
     monitor = pulumi.runtime.settings.SETTINGS.monitor

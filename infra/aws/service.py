@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from ..endpoints import DATABASE_PORT, TARGET_TAG
+from ..endpoints import DATABASE_PORT, LOAD_BALANCER_IDLE_TIMEOUT_S, TARGET_TAG
 from ..planning.plan import TierPlan
 from .artifacts import bucket_policy
 from .auth import auth_secret
@@ -172,7 +172,7 @@ class TrackingService(pulumi.ComponentResource):
             f"{name}-{role}", internal=not public, load_balancer_type="application", security_groups=[sg],
             subnets=args.public_subnet_ids if public else args.private_subnet_ids,
             drop_invalid_header_fields=True, enable_deletion_protection=production,
-            idle_timeout=120,  # a large search or artifact listing may take a while
+            idle_timeout=LOAD_BALANCER_IDLE_TIMEOUT_S,
             tags={**args.tags, TARGET_TAG: f"{role}-lb"}, opts=self._child)
         health_port, health_path = server.load_balancer_health
         tg = aws.lb.TargetGroup(

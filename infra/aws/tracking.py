@@ -74,7 +74,8 @@ class MlflowTracking(pulumi.ComponentResource):
 
     Outputs: `tracking_uri` (the API for training jobs), `ui_url`, `primary_endpoint`,
     `replica_endpoints`, `client_security_group_id` (attach it to training compute),
-    `artifact_bucket`, `image_repository` (push the Dockerfile's image here), `plan_summary`,
+    `artifact_bucket`, `image_repository` (push the Dockerfile's image here), `client_environment`
+    (what training jobs set: the plan's client_environment and MLFLOW_TRACKING_URI), `plan_summary`,
     `monthly_cost_usd`.
     """
 
@@ -122,11 +123,13 @@ class MlflowTracking(pulumi.ComponentResource):
         self.artifact_bucket = self.artifacts.bucket.bucket
         self.image_repository = self.service.repository.repository_url
         self.plan_summary = plan_summary(plan)
+        self.client_environment = self.tracking_uri.apply(lambda url: {**plan.client_environment, "MLFLOW_TRACKING_URI": url})
         self.monthly_cost_usd = plan.cost.total_monthly_usd
         self.register_outputs({
             "tracking_uri": self.tracking_uri, "ui_url": self.ui_url, "primary_endpoint": self.primary_endpoint,
             "replica_endpoints": self.replica_endpoints, "client_security_group_id": self.client_security_group_id,
             "artifact_bucket": self.artifact_bucket, "image_repository": self.image_repository, "plan_summary": self.plan_summary,
+            "client_environment": self.client_environment,
             "monthly_cost_usd": self.monthly_cost_usd,
         })
 

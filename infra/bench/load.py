@@ -45,12 +45,13 @@ def make_batch(metrics_per_call: int, step0: int, timestamp_ms: int) -> list:
 # ---------------------------------------------------------------------------------------------
 # inside a load process
 
-def _measure(next_call, start_at: float, end_at: float, samples: list, out: dict, lock: threading.Lock) -> None:
-    """Time `next_call()()` from start_at until end_at (or the request cap) and add the figures to `out`;
+def _measure(next_call, start_at: float, end_at: float, samples: list, out: dict, lock: threading.Lock,
+             cap: int = MAX_REQUESTS_PER_THREAD) -> None:
+    """Time `next_call()()` from start_at until end_at (or `cap` calls) and add the figures to `out`;
     `next_call` prepares one request outside the timed part."""
     latencies, errors = [], 0
     time.sleep(max(0.0, start_at - time.time()))
-    while time.time() < end_at and len(latencies) + errors < MAX_REQUESTS_PER_THREAD:
+    while time.time() < end_at and len(latencies) + errors < cap:
         call = next_call()
         t0 = time.perf_counter()
         try:
@@ -107,7 +108,73 @@ def _read_thread(url: str, experiment_id: str, start_at: float, end_at: float, o
     _measure(lambda: search, start_at, end_at, samples, out, lock)
 
 
+def _chatty_thread(url: str, experiment_id: str, start_at: float, end_at: float, cap: int, out: dict,
+                   lock: threading.Lock) -> None:
+    """A training loop that logs one metric per call through the fluent API (`mlflow.log_metric`),
+    which MLflow queues and batches when the task's environment turns on asynchronous logging."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    try:
+        run_id = MlflowClient(url).create_run(experiment_id).info.run_id
+    except Exception as exc:  # the server refused before the window
+        with lock:
+            out["errors"] += 1
+            out["samples"].append(_one_line(exc))
+        return
+    # the run active in this thread, as a training job's `with mlflow.start_run():` makes it (passing
+    # run_id to every log_metric instead would cost a get_run request per call)
+    mlflow.start_run(run_id=run_id)
+    made = [0]   # calls that returned: sent, or queued when logging is asynchronous
+
+    def next_call():
+        def call():
+            mlflow.log_metric("loss", 1.0 / (made[0] + 1), step=made[0])
+            made[0] += 1
+        return call
+
+    _measure(next_call, start_at, end_at, [], out, lock, cap)
+    with lock:
+        out["calls"][run_id] = made[0]
+
+
+def _run_chatty(task: dict) -> dict:
+    """Every thread's loop in this process under the task's environment, then one flush: the clock
+    stops when every queued metric is acknowledged (mlflow.flush_async_logging waits for them)."""
+    import mlflow
+
+    out = {"latencies": [], "errors": 0, "samples": [], "finished_at": 0.0, "calls": {}}
+    lock = threading.Lock()
+    saved = {name: os.environ.get(name) for name in task["env"]}
+    os.environ.update(task["env"])
+    try:
+        mlflow.set_tracking_uri(task["url"])
+        threads = [threading.Thread(target=_chatty_thread, daemon=True,
+                                    args=(task["url"], task["experiment_id"], task["start_at"], task["end_at"], task["cap"],
+                                          out, lock)) for _ in range(task["threads"])]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=task["end_at"] - time.time() + RESULT_GRACE_S)
+        try:
+            mlflow.flush_async_logging()
+        except Exception as exc:  # a batch the server refused: its metrics are missing from the count
+            out["errors"] += 1
+            out["samples"].append(_one_line(exc))
+        out["finished_at"] = time.time()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    out["samples"] = out["samples"][:5]
+    return out
+
+
 def _run_task(task: dict) -> dict:
+    if task["kind"] == "chatty":
+        return _run_chatty(task)
     out = {"latencies": [], "errors": 0, "samples": [], "finished_at": 0.0}
     lock = threading.Lock()
     threads = []

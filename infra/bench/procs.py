@@ -4,6 +4,7 @@ psutil. Ports, probes, waits and stopping come from infra.local.processes."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -35,9 +36,18 @@ def wait_until_serving(url: str, process: subprocess.Popen, log: Path, timeout_s
         raise RuntimeError(f"{exc}:\n{log_tail(log, LOG_LINES)}") from None
 
 
+# uvicorn picks uvloop and httptools when they are installed (the benchmark installs them for its
+# server-stack comparison); MLflow does not require them, so a stock server runs as a default install
+# of MLflow does: asyncio's loop and h11
+DEFAULT_INSTALL_UVICORN = ("--uvicorn-opts", "--loop asyncio --http h11")
+
+
 def mlflow_command(backend_uri: str, port: int) -> list[str]:
     """Stock `mlflow server`: default workers, default everything, bound to 127.0.0.1."""
-    return [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri, "--host", HOST, "--port", str(port)]
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri, "--host", HOST, "--port", str(port)]
+    if importlib.util.find_spec("uvloop") or importlib.util.find_spec("httptools"):
+        command += DEFAULT_INSTALL_UVICORN
+    return command
 
 
 @contextmanager

@@ -81,6 +81,27 @@ def ratio_matrix(rows: list[dict], baseline: str) -> str:
     return table(["clients", "metrics/call"] + [f"{v} / {baseline}" for v in variants], body)
 
 
+def stacks_table(rows: list[dict], planned: str) -> str:
+    """The server stacks, cell by cell, with metrics/s and p99 against the planned stack's."""
+    body = []
+    for r in sorted(with_ratios(rows, planned), key=lambda r: (r["clients"], r["metrics_per_call"])):
+        body.append([str(r["clients"]), fmt(r["metrics_per_call"]), r["variant"], fmt(r["metrics_per_s"]), fmt_ms(r["p50_ms"]),
+                     fmt_ms(r["p99_ms"]), fmt(r["errors"]), fmt_ms(r["server_cpu_ms_per_request"]),
+                     fmt_ratio(r["throughput_ratio"]), fmt_ratio(r["p99_ratio"])])
+    return table(["clients", "metrics/call", "server", "metrics/s", "p50 ms", "p99 ms", "errors", "server CPU ms/request",
+                  f"metrics/s vs {planned}", f"p99 vs {planned}"], body)
+
+
+def chatty_table(rows: list[dict]) -> str:
+    """Chatty clients: acknowledged metrics/s, each row against the stock SQLite server without the environment."""
+    base = next((r for r in rows if r["variant"] == "stock-sqlite" and r["client_environment"] == "none"), None)
+    body = [[r["variant"], r["client_environment"], fmt(r["calls"]), fmt(r["stored"]), fmt(r["missing"]), fmt(r["errors"]),
+             f"{r['elapsed_s']:.1f}", fmt(r["metrics_per_s"]), fmt_ms(r["call_p50_ms"]),
+             fmt_ratio(ratio(r["metrics_per_s"], base and base["metrics_per_s"]))] for r in rows]
+    return table(["variant", "client environment", "log_metric calls", "rows stored", "missing", "errors", "seconds (to flush)",
+                  "acknowledged metrics/s", "call p50 ms", "vs stock-sqlite without"], body)
+
+
 def reads_table(rows: list[dict]) -> str:
     body = []
     for r in rows:
@@ -158,6 +179,22 @@ def markdown(results: dict) -> str:
         parts += ["## Ingest: `log_batch` through MlflowClient", "",
                   f"{meta['duration_s']:g} s per cell; clients are threads in {meta['load_processes']} load processes.", "",
                   ratio_matrix(ingest, baseline), "", ingest_table(ingest, baseline), ""]
+    stacks = results.get("stacks") or []
+    if stacks:
+        from .stacks import PLANNED
+
+        parts += ["## Server stack: the planned API's environment under each server", "",
+                  "Each server runs the planned API's environment (database URIs, settings) with the pool the planner gives"
+                  " a server that runs as many requests per worker at once, on the planned topology's primary; "
+                  f"{meta['duration_s']:g} s per cell, one stack after another in each cell.", "",
+                  stacks_table(stacks, PLANNED), ""]
+    chatty = results.get("chatty") or []
+    if chatty:
+        parts += ["## Chatty clients: one metric per `mlflow.log_metric` call", "",
+                  f"{chatty[0]['clients']} clients, each on its own run, calling the fluent `mlflow.log_metric` for"
+                  f" {meta['duration_s']:g} s (`with mlflow.start_run():` as a training job does); each load process flushes"
+                  " its queue (`mlflow.flush_async_logging`) before its clock stops, and only rows read back from the server"
+                  " count.", "", chatty_table(chatty), ""]
     reads = results.get("reads") or []
     if reads:
         parts += ["## Read isolation: `search_runs` (100 runs with params, tags, metrics)", "",

@@ -19,6 +19,8 @@ import psutil
 
 from ..local.processes import wait_until
 from . import ceiling, report, scale
+from .chatty import chatty_cell
+from .stacks import stack_servers
 from .load import CLIENT_ENV, load_pool, merge
 from .procs import cpu_seconds, server_pids
 from .stats import latency_summary, split_clients, throughput
@@ -42,6 +44,9 @@ class Options:
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))
     storm_clients: int = 8
     command: str = "mlflow-infra bench"
+    stack_cells: list[tuple[int, int]] = field(default_factory=lambda: [(1, 1), (32, 10), (32, 100)])
+    chatty_clients: int = 32
+    scratch: Path | None = None   # where servers' scratch folders go (the run's temporary root)
 
 
 def machine() -> str:
@@ -192,6 +197,44 @@ def ingest_all(targets: list[Target], pool, options: Options, results: dict, pro
                 save(results, options.out)
 
 
+def server_stacks(target: Target, pool, options: Options, results: dict, progress) -> None:
+    """The planned API's environment under each server stack, cell by cell (stacks.py)."""
+    from mlflow.tracking import MlflowClient
+
+    with stack_servers(target.api_pid, target.jobs, Path(tempfile.mkdtemp(prefix="stacks-", dir=options.scratch)),
+                       progress) as urls:
+        stack_targets = [Target(name, url, url, None, False) for name, url in urls.items()]
+        # the stacks share the planned primary: one experiment each, named apart
+        experiments = {t.name: MlflowClient(t.api_url).create_experiment(f"bench-stack-{i}-{int(time.time())}")
+                       for i, t in enumerate(stack_targets)}
+        for clients, batch in options.stack_cells:
+            for stack in stack_targets:
+                row = ingest_cell(pool, stack, experiments[stack.name], clients, batch, options.duration_s)
+                results["stacks"].append(row)
+                progress(f"  stack {stack.name:>30} {clients:>3} x {batch:>4}: {row['metrics_per_s']:>9,.0f} metrics/s,"
+                         f" p50 {report.fmt_ms(row['p50_ms'])} ms, p99 {report.fmt_ms(row['p99_ms'])} ms,"
+                         f" {report.fmt_ms(row['server_cpu_ms_per_request'])} ms CPU/request, errors {row['errors']}")
+                save(results, options.out)
+
+
+def chatty_clients(targets: list[Target], pool, options: Options, results: dict, progress) -> None:
+    """One metric per `mlflow.log_metric` call: the planned topology with and without its
+    client_environment, every other variant without (as users run them today)."""
+    from mlflow.tracking import MlflowClient
+
+    planned = next((t for t in targets if t.client_environment), None)
+    cells = [(t, {}, "none") for t in targets]
+    if planned is not None:
+        cells.insert(0, (planned, planned.client_environment, "the plan's"))
+    for target, env, env_name in cells:
+        experiment_id = MlflowClient(target.api_url).create_experiment(f"bench-chatty-{int(time.time() * 1000)}")
+        row = chatty_cell(pool, target, experiment_id, options.chatty_clients, env, env_name, options.duration_s, LOAD_PROCESSES)
+        results["chatty"].append(row)
+        progress(f"  chatty {target.name:>14} ({env_name:>10} client environment): {row['metrics_per_s']:>9,.0f} metrics/s"
+                 f" acknowledged, {row['calls']:,} calls, {row['missing']} missing, errors {row['errors']}")
+        save(results, options.out)
+
+
 def run_variants(names: list[str], root: Path, pool, options: Options, results: dict, progress) -> None:
     """All variants up at once (idle ones cost next to nothing), then ingest, ceiling and reads."""
     with ExitStack() as stack:
@@ -203,6 +246,13 @@ def run_variants(names: list[str], root: Path, pool, options: Options, results: 
             progress(f"  API {target.api_url}, UI {target.ui_url}")
             targets.append(target)
         ingest_all(targets, pool, options, results, progress)
+        planned = next((t for t in targets if t.api_pid), None)
+        if planned is not None and options.stack_cells:
+            progress("server stacks on the planned topology")
+            server_stacks(planned, pool, options, results, progress)
+        if options.chatty_clients:
+            progress(f"chatty clients: {options.chatty_clients} x mlflow.log_metric, one metric per call")
+            chatty_clients(targets, pool, options, results, progress)
         for target in targets:
             if target.primary_uri:
                 results["ceiling"].append(ceiling_rows(target, results["ingest"], options.duration_s))
@@ -236,11 +286,12 @@ def earlier_search(out: Path) -> dict | None:
 
 def run(options: Options, progress=print) -> dict:
     options.out.mkdir(parents=True, exist_ok=True)
-    results = {"meta": meta(options), "ingest": [], "reads": [], "ceiling": [], "search": None,
+    results = {"meta": meta(options), "ingest": [], "reads": [], "ceiling": [], "search": None, "stacks": [], "chatty": [],
                "calibration": None, "notes": []}
     # --scale-runs 0 skips the slow search-at-scale section but keeps what an earlier run measured there
     previous = earlier_search(options.out) if options.scale_runs == 0 else None
     root = Path(tempfile.mkdtemp(prefix="mlflow-infra-bench-"))
+    options.scratch = root
     try:
         with load_pool(LOAD_PROCESSES + 1) as pool:
             run_variants(options.variants, root, pool, options, results, progress)
@@ -264,7 +315,7 @@ def finalize(results: dict, options: Options) -> None:
                    if r["variant"] == target and "replica" in r["reads_from"]), None)
         provenance = f"{results['meta']['command']}, {results['meta']['date']}, {results['meta']['machine']}"
         results["calibration"] = {**fit, "ui_ms_per_request": ui, "yaml": report.yaml_block(fit, ui, provenance)}
-    for row in results["ingest"]:
+    for row in results["ingest"] + results["stacks"]:
         if row["errors"]:
             results["notes"].append(f"{row['variant']} {row['clients']} clients x {row['metrics_per_call']} metrics:"
                                     f" {row['errors']} errors, e.g. {report.short_error((row['error_samples'] or ['?'])[0])}")

@@ -20,6 +20,7 @@ from ..local.postgres import LocalPostgres
 from ..local.processes import free_port, free_port_block
 from ..local.topology import LocalTopology
 from ..runtime.migrate import libpq_uri
+from ..spec import load_environment
 from .procs import mlflow_server
 
 BASELINE = "stock-sqlite"
@@ -39,6 +40,9 @@ class Target:
     ui_url: str            # where UI reads go; the API URL for a single server
     primary_uri: str | None  # libpq URI of the PostgreSQL primary; None for SQLite
     replica_split: bool    # the UI URL reads from a replica
+    api_pid: int | None = None   # the planned API server's process (its environment seeds the server-stack section)
+    jobs: int = 0                # the plan's concurrent training jobs (what its pools are sized for)
+    client_environment: dict | None = None   # the plan's client_environment
 
     @property
     def label(self) -> str:
@@ -92,8 +96,11 @@ def planned_local(root: Path, progress=print):
                                           api_port=api_port, ui_port=ui_port)
     try:
         state = topo.up(progress=lambda line: progress(f"  {line}"))
+        api = next(s for s in topo.read_state()["servers"] if s["role"] == "api")
         yield Target("planned-local", state.api_url.rstrip("/"), state.ui_url.rstrip("/"),
-                     libpq_uri(state.primary_uri), bool(state.replica_uris))
+                     libpq_uri(state.primary_uri), bool(state.replica_uris), api_pid=api["pid"],
+                     jobs=load_environment("local").workload.concurrent_training_jobs,
+                     client_environment=dict(topo.plan.client_environment))
     finally:
         topo.down(purge=True)
 

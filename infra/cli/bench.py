@@ -10,9 +10,10 @@ from pathlib import Path
 from .console import EXIT_INVALID
 
 # --quick: a smoke run of a few minutes; the full defaults take 20-40 minutes on 2 vCPU
-QUICK = {"clients": "1,8", "batch_sizes": "1,100", "duration": 2.0, "scale_runs": 20_000, "scale_metrics": 200_000}
-FULL = {"clients": "1,8,32", "batch_sizes": "1,10,100,1000", "duration": 10.0, "scale_runs": 1_000_000,
-        "scale_metrics": 10_000_000}
+QUICK = {"clients": "1,8", "batch_sizes": "1,100", "duration": 2.0, "scale_runs": 20_000, "scale_metrics": 200_000,
+         "stack_cells": [(8, 10)], "chatty_clients": 8}
+FULL = {"clients": "1,8,32,64", "batch_sizes": "1,10,100,1000", "duration": 10.0, "scale_runs": 1_000_000,
+        "scale_metrics": 10_000_000, "stack_cells": [(1, 1), (32, 10), (32, 100)], "chatty_clients": 32}
 
 
 def register(subparsers) -> None:
@@ -64,7 +65,8 @@ def options_from(args: argparse.Namespace):
     command = "mlflow-infra bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "mlflow-infra bench"
     return Options(out=Path(args.out), clients=clients, batch_sizes=batches, duration_s=duration, scale_runs=runs,
                    scale_metrics=metrics, variants=variants, command=command.strip(),
-                   storm_clients=args.storm_clients)
+                   storm_clients=args.storm_clients, stack_cells=list(base["stack_cells"]),
+                   chatty_clients=base["chatty_clients"])
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

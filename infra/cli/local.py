@@ -67,6 +67,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     except LocalTopologyError as exc:
         return _failed(exc)
     print_summary(state, console)
+    plan = topology.plan
+    console.print("training jobs that log one metric per call: batch them with the plan's client environment"
+                  " (mlflow-infra plan ENV --json: client_environment)")
+    for name, value in sorted(plan.client_environment.items()):
+        console.print(f"export {name}={value}")
     return 0
 
 

@@ -133,6 +133,9 @@ def render_plan(p: CapacityPlan, console: Console) -> None:
         console.print(f"    env: {env}")
         console.print(f"    from secrets: {', '.join(server.secret_environment)}; open files: {server.nofile}")
     console.print(f"  [dim]{t.ui_reads_from_replica.reason}[/dim]")
+    console.print("[bold]Training jobs' environment[/bold] (client_environment; batches mlflow.log_metric calls):")
+    console.print("  " + " ".join(f"{k}={v}" for k, v in sorted(p.client_environment.items())))
+    console.print(f"  [dim]{p.client_environment_reason}[/dim]")
 
     pt = _table("PostgreSQL parameters", "name", "primary", "replica", "unit", "apply", "why")
     replica = {x.name: x for x in db.replica_parameters}

@@ -76,12 +76,14 @@ SERVER_ERROR_REMEDY = ("read the tracebacks in the {server} server's log: databa
 LATENCY_REMEDY = ("compare with the database's top statements (pg_stat_statements) and its CPU: slow statements point at"
                   " indexes or the instance; otherwise the server's workers or tasks are saturated (tracking.*)")
 
-# uvicorn's access line as MLflow's log config formats it:
+# an access line, as uvicorn writes it under MLflow's log config (the UI) and as gunicorn's default
+# access format has it (the API, --access-logfile -):
 #   2026/11/27 22:03:31 INFO:     127.0.0.1:51140 - "POST /api/2.0/mlflow/runs/log-metric HTTP/1.1" 200 OK
+#   127.0.0.1 - - [27/Nov/2026:22:03:31 +0000] "POST /api/2.0/mlflow/runs/log-metric HTTP/1.1" 200 2 "-" "python-requests/2.32.5"
 ACCESS_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>[^ ?"]*)(?:\?[^ "]*)? HTTP/[0-9.]+" (?P<status>\d{3})\b')
-# what uvicorn says as it starts listening: the log is appended across restarts, and counters are
-# read since the server's last start, as /metrics has them
-START_LINE = re.compile(r"Uvicorn running on ")
+# what uvicorn or gunicorn says as it starts listening: the log is appended across restarts, and
+# counters are read since the server's last start, as /metrics has them
+START_LINE = re.compile(r"Uvicorn running on |Listening at: ")
 # the log's tail read: enough for a day of heavy logging, bounded for a log never rotated locally
 ACCESS_LOG_MAX_BYTES = 64 * 1024 * 1024
 

@@ -11,6 +11,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,8 +153,10 @@ class LocalPostgres:
         """Fast shutdown by pid, as `local down` does: it works even when the data directory is out of
         reach, and never raises, so a `finally` that stops a server never hides the test's own error."""
         pid = self._live_pid()  # read once: postmaster.pid goes away as the server stops
-        if pid:
-            processes.stop_postmaster(pid)
+        if pid and not processes.stop_postmaster(pid):
+            # still there after a fast and an immediate shutdown: say why, as the server's log does
+            print(f"PostgreSQL (pid {pid}, {self.data_dir}) did not stop after SIGINT and SIGQUIT; its log's tail:\n"
+                  f"{self.log_tail()}", file=sys.stderr)
 
     def uri(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"

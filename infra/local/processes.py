@@ -182,17 +182,19 @@ def spawn_daemon(argv: Sequence[str], env: Mapping[str, str], log: Path, nofile:
     return process.pid
 
 
-def _escalate(send: Callable[[int], None], gone: Callable[[], bool], steps: Sequence[tuple[int, float]], what: str) -> None:
-    """Send each signal of `steps` in turn until `gone()`, waiting its seconds after each; never raises."""
+def _escalate(send: Callable[[int], None], gone: Callable[[], bool], steps: Sequence[tuple[int, float]], what: str) -> bool:
+    """Send each signal of `steps` in turn until `gone()`, waiting its seconds after each; never
+    raises. Whether it is gone."""
     for signum, wait_s in steps:
         if gone():
-            return
+            return True
         send(signum)
         try:
             wait_until(gone, wait_s, 0.1, what)
-            return
+            return True
         except TimeoutError:
             continue  # the next, harder signal
+    return gone()
 
 
 def _kill(send: Callable[[int, int], None], target: int, signum: int) -> None:
@@ -223,10 +225,11 @@ def stop_group(process: int | subprocess.Popen, grace_s: float = 15, kill_s: flo
     _reap(process)
 
 
-def stop_postmaster(pid: int, timeout_s: float = 60, quit_s: float = 30) -> None:
+def stop_postmaster(pid: int, timeout_s: float = 60, quit_s: float = 30) -> bool:
     """SIGINT is PostgreSQL's fast shutdown, what `pg_ctl -m fast` sends: sessions end, a checkpoint
-    is written; SIGQUIT (immediate shutdown) after `timeout_s`. By pid, so it works even when the data
-    directory's path is no longer reachable for the server's user (a concurrent pytest session resets
-    /tmp/pytest-of-root to 0700). Never raises."""
-    _escalate(lambda signum: _kill(os.kill, pid, signum), lambda: not pid_alive(pid),
-              ((signal.SIGINT, timeout_s), (signal.SIGQUIT, quit_s)), f"PostgreSQL (pid {pid}) to shut down")
+    is written; SIGQUIT (immediate shutdown) after `timeout_s`, which a loaded machine's checkpoint
+    may need. By pid, so it works even when the data directory's path is no longer reachable for the
+    server's user (a concurrent pytest session resets /tmp/pytest-of-root to 0700). Never raises;
+    whether the postmaster is gone."""
+    return _escalate(lambda signum: _kill(os.kill, pid, signum), lambda: not pid_alive(pid),
+                     ((signal.SIGINT, timeout_s), (signal.SIGQUIT, quit_s)), f"PostgreSQL (pid {pid}) to shut down")

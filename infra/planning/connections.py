@@ -26,16 +26,22 @@ def replication_reserve(replicas: int) -> int:
 
 # SQLAlchemy's defaults (pool 5, overflow 10) give 15 connections per engine, 30 per worker
 # process, which is what exhausts max_connections on a stock deployment. A request holds its
-# connection for a few ms, so 2 pooled connections serve the steady rate. The overflow covers a
-# burst where every client calls at once, and MLflow's log_batch holds one connection while it
-# takes a second (sqlalchemy_store.log_batch): with fewer than two per concurrent request the
-# pool stalls until SQLAlchemy's 30 s timeout (MLflow exposes no setting for it). Measured with
-# `mlflow-infra bench`: 32 clients on 4 workers with 2 + 3 per engine timed out.
+# connection for a few ms, so 2 pooled connections serve the steady rate. MLflow's log_batch holds
+# one connection while it takes a second (sqlalchemy_store.log_batch opens a session, and
+# _log_metrics another one inside it): a worker running N logging requests at once needs 2N, or
+# its requests wait on each other until SQLAlchemy's 30 s pool timeout (MLflow exposes no setting
+# for it). That was the benchmark's "30 s read timeouts": uvicorn's workers run up to 40 requests
+# at once (anyio's thread pool), and its first worker to wake accepts a burst of connections, so
+# one worker held more requests than its pool served (py-spy: every thread in QueuePool._do_get).
+# The API now runs gunicorn's sync workers, one request at a time each (server_command.py): 2
+# connections per engine cover it, and one overflow connection is the margin for a path that
+# nests once more. The UI's requests read with one connection each.
 POOL_SIZE = {"api": 2, "ui": 2}
-MIN_OVERFLOW = {"api": 3, "ui": 2}
+MIN_OVERFLOW = {"api": 1, "ui": 2}
 CONNECTIONS_PER_REQUEST = {"api": 2, "ui": 1}
-# A worker runs at most 40 requests at once (anyio's thread pool), so the API never needs more
-# than 2 x 40 per engine. The UI's clients are people, whose pages do not land in the same second.
+# A server that runs many requests per worker (uvicorn: 40, anyio's thread pool) never needs more
+# than 2 x 40 per engine on the API. The UI's clients are people, whose pages do not land in the
+# same second.
 MAX_OVERFLOW_CAP = {"api": 2 * 40 - 2, "ui": 5}
 
 
@@ -100,10 +106,13 @@ class Pool:
         return self.pool_size + self.max_overflow
 
 
-def pool_for(role: str, clients: int = 0, workers: int = 1, read_fallback: bool = False) -> Pool:
-    """Pool and overflow per engine: the burst share of `clients` calling at once over `workers`;
-    recycled sooner when reads fall back to the primary (a single replica's UI)."""
-    burst = math.ceil(clients / max(1, workers)) * CONNECTIONS_PER_REQUEST[role] - POOL_SIZE[role]
+def pool_for(role: str, clients: int = 0, workers: int = 1, read_fallback: bool = False,
+             requests_per_worker: int = 1) -> Pool:
+    """Pool and overflow per engine: the burst share of `clients` calling at once over `workers`,
+    at most the requests one worker runs at once; recycled sooner when reads fall back to the
+    primary (a single replica's UI)."""
+    at_once = min(math.ceil(clients / max(1, workers)), requests_per_worker)
+    burst = at_once * CONNECTIONS_PER_REQUEST[role] - POOL_SIZE[role]
     return Pool(POOL_SIZE[role], min(MAX_OVERFLOW_CAP[role], max(MIN_OVERFLOW[role], burst)),
                 READ_FALLBACK_RECYCLE_S if read_fallback else POOL_RECYCLE_S)
 

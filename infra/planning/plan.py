@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import catalogue
+from ..endpoints import LOAD_BALANCER_IDLE_TIMEOUT_S
 from .alarms import AlarmPlan, plan_alarms
+from .client import client_environment
 from .connections import ConnectionBudget, Pool, plan_connection_budget, pool_for
 from .cost import CostEstimate, estimate, instance_hourly
 from .demand import Coefficients, Demand, coefficients, demand
 from .indexes import IndexMigration, index_migration
 from .parameters import Parameter, ParameterInputs, primary_parameters, replica_parameters, scaled_to
-from .server_command import ServerSettings, server_settings
+from .server_command import REQUESTS_PER_WORKER, SERVER_STACK, ServerSettings, server_settings
 from .sizing import (
     SERVER_TARGET_CPU,
     DatabaseClass,
@@ -38,8 +40,9 @@ from .sizing import (
 )
 from ..spec.model import EnvironmentSpec
 
-PLAN_FORMAT = 3  # 2: tier plans (pool, server, scaling), alarms, artifacts, placement zones and subnets;
-# 3: UI services per replica (services, read_fallback), migrations on the API only, the readiness port
+PLAN_FORMAT = 4  # 2: tier plans (pool, server, scaling), alarms, artifacts, placement zones and subnets;
+# 3: UI services per replica (services, read_fallback), migrations on the API only, the readiness port;
+# 4: client_environment (the training jobs' MLflow client settings) and its reason
 # Slow-query logging threshold: production logs fewer, development sees more.
 LOG_MIN_DURATION_MS = {"production": 500, "staging": 250, "development": 250}
 # What tasks in private subnets reach without NAT: image pulls, logs, the database secret.
@@ -162,6 +165,9 @@ class CapacityPlan:
     cost: CostEstimate
     tags: dict[str, str]
     warnings: tuple[str, ...]
+    client_environment: dict[str, str]
+    """What training jobs set: MLflow's asynchronous, buffered logging, its timeout and retries."""
+    client_environment_reason: str
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))
@@ -281,8 +287,10 @@ def plan(spec: EnvironmentSpec, k: Coefficients | None = None) -> CapacityPlan:
                                          spec.tracking.compute, spec.tracking.ui, k), replicas.count)
     cls = catalogue.instance_class(instance.instance_class)
     # the burst lands on the servers that are already running: the minimum fleet
-    api_pool = pool_for("api", spec.workload.concurrent_training_jobs, api.min_count * api.workers)
-    ui_pool = pool_for("ui", spec.workload.concurrent_ui_users, ui.min_count * ui.workers, read_fallback=replicas.count == 1)
+    api_pool = pool_for("api", spec.workload.concurrent_training_jobs, api.min_count * api.workers,
+                        requests_per_worker=REQUESTS_PER_WORKER[SERVER_STACK["api"]])
+    ui_pool = pool_for("ui", spec.workload.concurrent_ui_users, ui.min_count * ui.workers, read_fallback=replicas.count == 1,
+                       requests_per_worker=REQUESTS_PER_WORKER[SERVER_STACK["ui"]])
     budget = plan_connection_budget(api_max=api.max_count, api_workers=api.workers, api_pool=api_pool,
                                     ui_max=ui.max_count, ui_workers=ui.workers, ui_pool=ui_pool,
                                     replicas=replicas.count, memory_bytes=cls.memory_bytes,
@@ -330,6 +338,8 @@ def plan(spec: EnvironmentSpec, k: Coefficients | None = None) -> CapacityPlan:
         replica_parameters=tuple(replica_parameters(inputs)) if replicas.count else (),
     )
     placement = _placement(spec, replicas.count)
+    client_variables, client_reason = client_environment(spec.workload.concurrent_training_jobs, api,
+                                                         spec.alarms.api_p99_latency_ms, LOAD_BALANCER_IDLE_TIMEOUT_S)
     alarms = plan_alarms(spec.alarms, memory_gib=cls.memory_gib, max_connections=budget.max_connections,
                          allocated_gib=storage.allocated_gib, max_allocated_gib=storage.max_allocated_gib,
                          replicas=replicas.count, compute=spec.tracking.compute, ui_services=max(1, replicas.count))
@@ -355,4 +365,6 @@ def plan(spec: EnvironmentSpec, k: Coefficients | None = None) -> CapacityPlan:
         cost=cost,
         tags=spec.resource_tags,
         warnings=tuple(warnings),
+        client_environment=client_variables,
+        client_environment_reason=client_reason,
     )

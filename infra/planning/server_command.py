@@ -18,9 +18,31 @@ PROMETHEUS_DIR = "/tmp/mlflow-prometheus"  # --expose-prometheus needs a writabl
 # The floor that keeps "Too many open files" away (README bottleneck table); Fargate allows up to 1,048,576.
 MIN_NOFILE = 65_536
 MAX_NOFILE = 1_048_576
-# Per worker: the request thread pool's sockets (anyio's 40 threads), boto3's S3 pool (10),
-# and files a request may open (artifact uploads, static files).
-SOCKETS_PER_WORKER = 40 + 10 + 64
+# Per worker, beside its requests' own sockets: boto3's S3 pool (10) and files a request may open
+# (artifact uploads, static files).
+SOCKETS_PER_WORKER = 10 + 64
+# The server each tier runs, chosen by measurement (`mlflow-infra bench`, "Server stack", on the
+# planned topology): the API serves MLflow's Flask app with gunicorn's sync workers, one request at
+# a time per worker process (the kernel queues the rest on the shared socket, so no worker takes
+# more than it can serve); the UI keeps MLflow's default, uvicorn serving the FastAPI app, which is
+# the only one with the endpoints MLflow adds beside its REST API (OpenTelemetry's /v1/traces, the
+# jobs, gateway and assistant APIs the UI calls).
+SERVER_STACK = {"api": "gunicorn-sync", "ui": "uvicorn"}
+# Requests one worker runs at once: gunicorn's sync worker one; uvicorn's as many as anyio's
+# thread pool holds (40), which MLflow's Flask app runs in.
+REQUESTS_PER_WORKER = {"gunicorn-sync": 1, "uvicorn": 40}
+# gunicorn kills a sync worker silent this long; a proxied artifact upload or download keeps its
+# worker silent for the whole transfer (10 min: ~6 GB at 10 MB/s). After SIGTERM a worker gets
+# GRACEFUL_S to finish its request, within ECS's 30 s stopTimeout before SIGKILL.
+GUNICORN_TIMEOUT_S = 600
+GUNICORN_GRACEFUL_S = 25
+# uvicorn's loop with TCP_NODELAY on every accepted connection (infra/runtime/nodelay.py): with
+# --workers N uvicorn never sets it, and a keep-alive response then waits up to 40 ms on the
+# client's delayed ACK (Nagle). gunicorn sets it on its listening socket, which accepted ones inherit.
+NODELAY_LOOP = "infra.runtime.nodelay:event_loop"
+# MLflow's host check takes its list from this variable (`--allowed-hosts` only sets it, and MLflow
+# refuses that flag with gunicorn): the entrypoint fills {load_balancer_host} in it.
+ALLOWED_HOSTS_ENV = "MLFLOW_SERVER_ALLOWED_HOSTS"
 # `mlflow server` reads both URIs from these variables (mlflow/cli/__init__.py, MLflow 3.17), so the
 # entrypoint composes them from Secrets Manager values and no password reaches the command line.
 PRIMARY_URI_ENV = "MLFLOW_BACKEND_STORE_URI"
@@ -35,9 +57,18 @@ SECRET_ENV = ("DB_USERNAME", "DB_PASSWORD")
 SCHEMA_WAIT_S = 300
 
 
+STACK_REASON = {
+    "gunicorn-sync": "gunicorn sync workers: one request per worker at a time, no pool stalls; measured against uvicorn"
+                     " on the planned topology (bench/results, Server stack)",
+    "uvicorn": "uvicorn (MLflow's default) with TCP_NODELAY: serves the UI and the FastAPI-only endpoints",
+}
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     role: str
+    stack: str
+    """`gunicorn-sync` or `uvicorn` (SERVER_STACK)."""
     command: tuple[str, ...]
     environment: dict[str, str]
     secret_environment: tuple[str, ...]
@@ -57,9 +88,19 @@ class ServerSettings:
         return (self.ready_port, self.ready_path) if self.ready_port else (self.port, self.health_path)
 
 
-def nofile_limit(workers: int, connections_per_worker: int) -> int:
+def server_options(stack: str) -> list[str]:
+    """`mlflow server`'s options that pick and tune the server of `stack`."""
+    if stack == "gunicorn-sync":
+        # --access-logfile -: a line per request on stderr (the task's log), as uvicorn writes by default
+        return ["--gunicorn-opts", f"--worker-class sync --timeout {GUNICORN_TIMEOUT_S} --graceful-timeout {GUNICORN_GRACEFUL_S}"
+                                   " --access-logfile -"]
+    # h11 named too: uvicorn would take httptools when it happens to be installed
+    return ["--uvicorn-opts", f"--loop {NODELAY_LOOP} --http h11"]
+
+
+def nofile_limit(workers: int, connections_per_worker: int, requests_per_worker: int = 40) -> int:
     """At least 65,536, and at least four times the sockets the plan itself opens (rounded to a power of two)."""
-    need = workers * (connections_per_worker + SOCKETS_PER_WORKER) * 4
+    need = workers * (connections_per_worker + requests_per_worker + SOCKETS_PER_WORKER) * 4
     limit = MIN_NOFILE
     while limit < need and limit < MAX_NOFILE:
         limit *= 2
@@ -70,12 +111,12 @@ def server_settings(role: str, spec, fleet: FleetPlan, pool: Pool, engines_per_w
                     reads_from_replica: bool) -> ServerSettings:
     """The `mlflow server` command line and environment of one tier; `reads_from_replica` adds the
     replica URI (the UI tier, when the plan has a replica)."""
+    stack = SERVER_STACK[role]
     command = ["mlflow", "server", "--host", "0.0.0.0", "--port", str(PORT), "--workers", str(fleet.workers),
-               "--expose-prometheus", PROMETHEUS_DIR]
+               *server_options(stack), "--expose-prometheus", PROMETHEUS_DIR]
     # proxied artifacts: clients never hold S3 credentials; the API's task role may write the
     # bucket, the UI's may only read it (the UI shows artifacts through its own server)
     command += ["--serve-artifacts", "--artifacts-destination", ARTIFACTS_PLACEHOLDER]
-    command += ["--allowed-hosts", ",".join([LOAD_BALANCER_HOST_PLACEHOLDER, *spec.tracking.allowed_hosts])]
     basic_auth = spec.tracking.auth == "basic"
     if basic_auth:
         command += ["--app-name", AUTH_APP]
@@ -93,16 +134,17 @@ def server_settings(role: str, spec, fleet: FleetPlan, pool: Pool, engines_per_w
         "MLFLOW_DISABLE_TELEMETRY": "true",
         # never serve against a schema other than this MLflow's (the entrypoint waits, or fails if newer)
         SCHEMA_WAIT_ENV: str(SCHEMA_WAIT_S),
+        ALLOWED_HOSTS_ENV: ",".join([LOAD_BALANCER_HOST_PLACEHOLDER, *spec.tracking.allowed_hosts]),
     }
     if basic_auth:
         environment[AUTH_ENV] = "basic"
     if reads_from_replica:
         environment[READY_PORT_ENV] = str(READY_PORT)
-    nofile = nofile_limit(fleet.workers, pool.per_worker * engines_per_worker * len(uri_env))
-    reason = (f"{fleet.workers} workers x pool {pool.pool_size}+{pool.max_overflow}; open files {nofile:,}"
+    nofile = nofile_limit(fleet.workers, pool.per_worker * engines_per_worker * len(uri_env), REQUESTS_PER_WORKER[stack])
+    reason = (f"{STACK_REASON[stack]}; {fleet.workers} workers x pool {pool.pool_size}+{pool.max_overflow}; open files {nofile:,}"
               + ("; reads from the replica" if reads_from_replica else "")
               + ("; basic-auth users on the primary" if basic_auth else ""))
-    return ServerSettings(role, tuple(command), environment, SECRET_ENV, tuple(uri_env), PORT, HEALTH_PATH, nofile, reason,
+    return ServerSettings(role, stack, tuple(command), environment, SECRET_ENV, tuple(uri_env), PORT, HEALTH_PATH, nofile, reason,
                           auth_secret_environment=AUTH_SECRET_ENV if basic_auth else (),
                           ready_port=READY_PORT if reads_from_replica else None,
                           ready_path=READY_PATH if reads_from_replica else None)

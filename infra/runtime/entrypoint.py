@@ -26,8 +26,9 @@ Environment:
                              engine connects to it) answer, else 503: the load balancer's health check.
                              MLFLOW_INFRA_READY_HOST: where it listens (default 0.0.0.0)
   MLFLOW_ARTIFACTS_DESTINATION   fills {artifacts_destination}
-  MLFLOW_LOAD_BALANCER_HOST      fills {load_balancer_host} as HOST and HOST:* (MLflow's host check compares the
-                                 whole Host header, port included); when empty, that --allowed-hosts entry is dropped
+  MLFLOW_LOAD_BALANCER_HOST      fills {load_balancer_host} in MLFLOW_SERVER_ALLOWED_HOSTS (or an --allowed-hosts
+                                 flag) as HOST and HOST:* (MLflow's host check compares the whole Host header, port
+                                 included); when empty, that entry is dropped, and the variable when none is left
   PROMETHEUS_MULTIPROC_DIR       created if missing, and its stale metric files removed
   MLFLOW_INFRA_SCHEMA_WAIT_S     the server starts only against the alembic revision its MLflow expects: it
                                  waits this many seconds while the database is behind (or not reachable yet)
@@ -79,7 +80,8 @@ from ..endpoints import (APP_PASSWORD_ENV, APP_USERNAME_ENV, AUTH_APP, AUTH_DIR_
                          AUTH_SECRET_KEYS, DATABASE_NAME, DATABASE_PORT, DB_INSTANCE_ENV, HEALTH_PATH, MASTER_SECRET_ARN_ENV,
                          READ_FALLBACK_HOST_ENV, READY_HOST_ENV, READY_PATH, READY_PORT_ENV, SCHEMA_WAIT_ENV, TRACKING_PORT,
                          auth_variables)
-from ..planning.server_command import ARTIFACTS_PLACEHOLDER, LOAD_BALANCER_HOST_PLACEHOLDER, PRIMARY_URI_ENV, REPLICA_URI_ENV
+from ..planning.server_command import (ALLOWED_HOSTS_ENV, ARTIFACTS_PLACEHOLDER, LOAD_BALANCER_HOST_PLACEHOLDER, PRIMARY_URI_ENV,
+                                       REPLICA_URI_ENV)
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -330,6 +332,19 @@ def fill_placeholders(command: Sequence[str], env: Mapping[str, str]) -> list[st
     return filled
 
 
+def with_allowed_hosts(env: Mapping[str, str]) -> dict[str, str]:
+    """MLFLOW_SERVER_ALLOWED_HOSTS (MLflow's host check, with uvicorn and gunicorn alike) with
+    {load_balancer_host} filled in; without any host left the variable goes, and MLflow keeps its
+    default (localhost and private addresses)."""
+    composed = dict(env)
+    value = composed.pop(ALLOWED_HOSTS_ENV, None)
+    if value is not None:
+        hosts = fill_argument(allowed_hosts_value(value, env.get("MLFLOW_LOAD_BALANCER_HOST", "")), env)
+        if hosts:
+            composed[ALLOWED_HOSTS_ENV] = hosts
+    return composed
+
+
 def prepare_prometheus_dir(env: Mapping[str, str]) -> None:
     """prometheus_client refuses a missing PROMETHEUS_MULTIPROC_DIR and must start from an empty one."""
     path = env.get("PROMETHEUS_MULTIPROC_DIR")
@@ -476,7 +491,7 @@ def run_server(command: Sequence[str], env: Mapping[str, str]) -> int:
     if not command:
         raise EntrypointError(f"server needs the command to run after '--'; {USAGE}")
     env = with_credentials(env)
-    composed = server_environment(env)
+    composed = with_allowed_hosts(server_environment(env))
     basic_auth = uses_basic_auth(command)
     if basic_auth:
         composed = with_auth_credentials(composed)
