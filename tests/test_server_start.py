@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from helpers import ROOT
 from infra import load_environment, plan
+from infra.bench.stacks import process_environment
 from infra.planning.server_command import PORT, PRIMARY_URI_ENV, PROMETHEUS_DIR, REPLICA_URI_ENV
 from local_services import (
     APP_PASSWORD,
@@ -71,11 +72,6 @@ def server_env(settings, database, tmp_path: Path, **extra: str) -> dict[str, st
     # concurrent test runs must not share (and wipe) one metrics directory; the entrypoint creates it
     env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "prometheus")
     return env
-
-
-def process_environment(pid: int) -> dict[str, str]:
-    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
 
 
 def group_command_lines(pgid: int) -> list[str]:

@@ -63,9 +63,10 @@ def diagnose(capacity: CapacityPlan, session, window_hours: float = aws.DEFAULT_
         return report
     client = lambda service: session.client(service, region_name=region)  # noqa: E731
     window_s = int(window_hours * 3600)
+    rds = client("rds")  # one client for the instances and every parameter group
 
     databases = _read(report, "rds", f"RDS instances tagged {ENVIRONMENT_TAG}={env} in {region}",
-                      lambda: aws.read_databases(client("rds"), env))
+                      lambda: aws.read_databases(rds, env))
     deployment = aws.Deployment(databases=databases or {})
     if databases is not None:
         if "primary" not in databases:
@@ -80,7 +81,7 @@ def diagnose(capacity: CapacityPlan, session, window_hours: float = aws.DEFAULT_
                     continue
                 seen.add(group)
                 values = _read(report, f"rds:{group}", f"parameter group {group} (describe_db_parameters)",
-                               lambda group=group: aws.read_parameters(client("rds"), group))
+                               lambda group=group: aws.read_parameters(rds, group))
                 if values is not None:
                     planned = groups["primary" if node == "primary" else "replica"]
                     report.findings += aws.parameter_group_findings(values, planned, group, node, env)

@@ -41,7 +41,8 @@ def diagnose(root: Path) -> Report:
     except Exception as exc:  # noqa: BLE001 (a changed or removed environment file: said, not raised)
         report.sources.append(Source("plan", False, f"cannot plan {state['source_file']}: {str(exc).splitlines()[0]}"))
         return report
-    settings = LocalTopology(topology.root, capacity).settings()
+    planned = LocalTopology(topology.root, capacity)
+    settings = planned.settings()
     migration = index_migration()
     planned_indexes = [(i.name, i.table) for i in migration.indexes]
     import psycopg
@@ -65,7 +66,7 @@ def diagnose(root: Path) -> Report:
         report.sources.append(Source(node, True, f"{entry['uri']}: indexes, pg_settings, connections, tables, replication"
                                      if node == "primary" else f"{entry['uri']}: pg_settings, connections"))
     check_servers(state, report)
-    authorization = LocalTopology(topology.root, capacity).authorization()
+    authorization = planned.authorization()
     found, sources = prometheus.check_servers([(s["name"], s["url"]) for s in state.get("servers", [])],
                                               {"Authorization": authorization} if authorization else {})
     # MLflow's /metrics has no path label: per-endpoint counts (batching) come from the access log
