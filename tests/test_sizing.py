@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from infra.planning import catalogue
@@ -9,7 +12,7 @@ from infra.planning.connections import pool_for, memory_ceiling, plan_connection
 from infra.planning.cost import instance_hourly
 from infra.planning.demand import Coefficients, coefficients, demand
 from infra.spec import SpecInvalid
-from infra.planning.server_command import nofile_limit
+from infra.planning.server_command import SERVER_STACK, STACK_REASON, nofile_limit
 from infra.planning.sizing import (
     DatabaseNeed,
     choose_database_class,
@@ -18,6 +21,8 @@ from infra.planning.sizing import (
     plan_storage,
 )
 from infra.spec.model import Fleet, Workload
+
+ROOT = Path(__file__).resolve().parent.parent
 
 K = coefficients()
 PRICES = instance_hourly("us-east-1")
@@ -128,8 +133,9 @@ def test_replicas(ui_rps, tier, override, count):
 @pytest.mark.parametrize("role,rps,tier,compute,vcpu,memory,workers,min_count,max_count", [
     ("api", 1, "development", "ecs", 2, 4, 4, 1, 2),
     ("api", 60, "production", "ecs", 2, 4, 4, 2, 3),
-    # 120 req/s per task at 10.0 ms (8.1 ms + 20 x 0.096 ms, calibrated by mlflow-infra bench; was 5 -> 10 at 5.4 ms)
-    ("api", 1_000, "production", "ecs", 2, 4, 4, 9, 18),
+    # 156 req/s per task at 7.68 ms (5.25 ms + 20 x 0.1215 ms, gunicorn sync calibrated by mlflow-infra bench;
+    # was 9 -> 18 at 10.0 ms under uvicorn, 5 -> 10 at an estimated 5.4 ms)
+    ("api", 1_000, "production", "ecs", 2, 4, 4, 7, 14),
     ("ui", 16, "production", "ecs", 1, 2, 2, 2, 3),
     ("ui", 100, "staging", "ecs", 1, 2, 2, 5, 10),            # 20 req/s per task at 30 ms
     ("ui", 16, "production", "ec2", 2, 4, 4, 2, 3),           # EC2: at least 2 vCPU (c7g.large)
@@ -225,6 +231,29 @@ def test_catalogue_data_is_consistent():
         assert (cls.baseline_cpu_percent is not None) == cls.burstable
     for row in catalogue.ec2_instance_types():
         assert row["name"] in catalogue.price_table()["regions"]["us-east-1"]["ec2_hourly"]
+
+
+def test_server_cpu_coefficients_are_the_committed_bench_calibration():
+    # the planner sizes the API fleet from the calibration the committed bench measured on the planned
+    # API server stack; a re-run of the bench that moves it must move measurements.yaml too
+    fit = json.loads((ROOT / "bench" / "results" / "results.json").read_text())["calibration"]
+    k = coefficients()
+    assert k.server_cpu_s_per_logging_request == pytest.approx(fit["fixed_ms"] / 1000, rel=0.005)
+    assert k.server_cpu_s_per_metric == pytest.approx(fit["per_metric_ms"] / 1000, rel=0.005)
+    assert fit["variant"] == "planned-local" and fit["points"] == 16
+
+
+def test_the_api_stack_reason_quotes_the_committed_server_stack_cell():
+    results = json.loads((ROOT / "bench" / "results" / "results.json").read_text())
+    cell = {r["variant"]: r for r in results["stacks"] if (r["clients"], r["metrics_per_call"]) == (32, 10)}
+    planned, stock = cell["gunicorn sync (planned)"], cell["uvicorn (MLflow default)"]
+    reason = STACK_REASON[SERVER_STACK["api"]]
+    assert SERVER_STACK["api"] == "gunicorn-sync" and planned["errors"] == 0
+    assert (f"{planned['metrics_per_s']:,.0f} metrics/s at p99 {planned['p99_ms']:,.0f} ms against uvicorn's "
+            f"{stock['metrics_per_s']:,.0f} at p99 {stock['p99_ms']:,.0f} ms") in reason
+    assert f"bench/results {results['meta']['date'][:10]}" in reason
+    fit = results["calibration"]
+    assert f"{fit['fixed_ms']:.2f} ms + {fit['per_metric_ms']:.4f} ms per metric" in reason
 
 
 def test_coefficients_record_their_source():
