@@ -10,10 +10,13 @@ import sys
 
 from infra.local.processes import pid_alive, stop_postmaster
 
+# Each signal is set either way: one ignored where this process started (a background job of a
+# non-interactive shell ignores SIGINT and SIGQUIT, and exec keeps that) must not stand in for one
+# the test means to end it; PostgreSQL sets its own handlers for both.
 IGNORE = """
 import signal, sys, time
-for name in sys.argv[1:]:
-    signal.signal(getattr(signal, name), signal.SIG_IGN)
+for name in ("SIGINT", "SIGQUIT"):
+    signal.signal(getattr(signal, name), signal.SIG_IGN if name in sys.argv[1:] else signal.SIG_DFL)
 print("ready", flush=True)
 time.sleep(600)
 """
