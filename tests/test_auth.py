@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from helpers import ROOT, render
 from infra import load_environment, plan
 from infra.local import LocalTopology
-from infra.local.processes import free_port, free_port_block, group_pids
+from infra.local.processes import free_port, free_port_block, group_pids, process_environment
 from infra.endpoints import AUTH_ENV, AUTH_SECRET_KEYS
 from infra.planning.server_command import PRIMARY_URI_ENV
 from infra.runtime import entrypoint
@@ -57,11 +57,6 @@ def request(url: str, credentials: tuple[str, str] | None = None, body: dict | N
             return response.status, response.read().decode(errors="replace")
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode(errors="replace")
-
-
-def process_environment(pid: int) -> dict[str, str]:
-    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
 
 
 def command_lines(pgid: int) -> list[str]:

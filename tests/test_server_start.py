@@ -15,7 +15,8 @@ from mlflow.tracking import MlflowClient
 
 from helpers import ROOT
 from infra import load_environment, plan
-from infra.bench.stacks import process_environment
+from infra.bench.procs import DEFAULT_INSTALL_UVICORN
+from infra.local.processes import process_environment
 from infra.planning.server_command import PORT, PRIMARY_URI_ENV, PROMETHEUS_DIR, REPLICA_URI_ENV
 from local_services import (
     APP_PASSWORD,
@@ -172,7 +173,7 @@ def test_stock_uvicorn_with_workers_leaves_nagle_on(tmp_path):
 
     port = free_port()
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-               "--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--uvicorn-opts", "--loop asyncio --http h11"]
+               "--host", "127.0.0.1", "--port", str(port), "--workers", "2", *DEFAULT_INSTALL_UVICORN]
     log = tmp_path / "stock.log"
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=tmp_path, env=base_env(tmp_path), stdout=out, stderr=subprocess.STDOUT,

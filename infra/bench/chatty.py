@@ -6,14 +6,9 @@ metric history is read back and compared with the calls its client made."""
 
 from __future__ import annotations
 
-from .load import MAX_REQUESTS_PER_THREAD
 from .stats import latency_summary, split_clients
 from .variants import Target
 
-# Calls one client makes at most in a cell, as for every load thread: the window bounds it first (with
-# asynchronous logging a call returns in a fraction of a millisecond, and what it queued must drain,
-# the flush, before the clock stops)
-CHATTY_CAP = MAX_REQUESTS_PER_THREAD
 METRIC_KEY = "loss"
 
 
@@ -21,8 +16,8 @@ def chatty_cell(pool, target: Target, experiment_id: str, clients: int, env: dic
                 duration_s: float, processes: int) -> dict:
     from mlflow.tracking import MlflowClient
 
-    tasks = [{"kind": "chatty", "url": target.api_url, "experiment_id": experiment_id, "env": env, "cap": CHATTY_CAP,
-              "threads": n} for n in split_clients(clients, processes)]
+    tasks = [{"kind": "chatty", "url": target.api_url, "experiment_id": experiment_id, "env": env, "threads": n}
+             for n in split_clients(clients, processes)]
     results = pool.run(tasks, duration_s)
     calls = {run_id: n for r in results for run_id, n in r["calls"].items()}
     client = MlflowClient(target.api_url)

@@ -45,13 +45,12 @@ def make_batch(metrics_per_call: int, step0: int, timestamp_ms: int) -> list:
 # ---------------------------------------------------------------------------------------------
 # inside a load process
 
-def _measure(next_call, start_at: float, end_at: float, samples: list, out: dict, lock: threading.Lock,
-             cap: int = MAX_REQUESTS_PER_THREAD) -> None:
-    """Time `next_call()()` from start_at until end_at (or `cap` calls) and add the figures to `out`;
+def _measure(next_call, start_at: float, end_at: float, samples: list, out: dict, lock: threading.Lock) -> None:
+    """Time `next_call()()` from start_at until end_at (or the request cap) and add the figures to `out`;
     `next_call` prepares one request outside the timed part."""
     latencies, errors = [], 0
     time.sleep(max(0.0, start_at - time.time()))
-    while time.time() < end_at and len(latencies) + errors < cap:
+    while time.time() < end_at and len(latencies) + errors < MAX_REQUESTS_PER_THREAD:
         call = next_call()
         t0 = time.perf_counter()
         try:
@@ -108,8 +107,7 @@ def _read_thread(url: str, experiment_id: str, start_at: float, end_at: float, o
     _measure(lambda: search, start_at, end_at, samples, out, lock)
 
 
-def _chatty_thread(url: str, experiment_id: str, start_at: float, end_at: float, cap: int, out: dict,
-                   lock: threading.Lock) -> None:
+def _chatty_thread(url: str, experiment_id: str, start_at: float, end_at: float, out: dict, lock: threading.Lock) -> None:
     """A training loop that logs one metric per call through the fluent API (`mlflow.log_metric`),
     which MLflow queues and batches when the task's environment turns on asynchronous logging."""
     import mlflow
@@ -133,7 +131,7 @@ def _chatty_thread(url: str, experiment_id: str, start_at: float, end_at: float,
             made[0] += 1
         return call
 
-    _measure(next_call, start_at, end_at, [], out, lock, cap)
+    _measure(next_call, start_at, end_at, [], out, lock)
     with lock:
         out["calls"][run_id] = made[0]
 
@@ -150,8 +148,8 @@ def _run_chatty(task: dict) -> dict:
     try:
         mlflow.set_tracking_uri(task["url"])
         threads = [threading.Thread(target=_chatty_thread, daemon=True,
-                                    args=(task["url"], task["experiment_id"], task["start_at"], task["end_at"], task["cap"],
-                                          out, lock)) for _ in range(task["threads"])]
+                                    args=(task["url"], task["experiment_id"], task["start_at"], task["end_at"], out, lock))
+                   for _ in range(task["threads"])]
         for thread in threads:
             thread.start()
         for thread in threads:

@@ -181,6 +181,20 @@ def ceiling_rows(target: Target, ingest: list[dict], duration_s: float) -> dict:
     return {"variant": target.name, **raw, "best_api_metrics_per_s": best, "api_fraction": best / top if best and top else None}
 
 
+def cell_figures(row: dict, before: str = "", after: str = "") -> str:
+    """A load cell's progress figures: metrics/s, `before`, the latency percentiles, `after`, errors."""
+    return (f"{row['metrics_per_s']:>9,.0f} metrics/s, {before}p50 {report.fmt_ms(row['p50_ms'])} ms,"
+            f" p99 {report.fmt_ms(row['p99_ms'])} ms, {after}errors {row['errors']}")
+
+
+def run_cell(pool, target: Target, experiment_id: str, clients: int, batch: int, options: Options, rows: list,
+             progress, line) -> None:
+    """One log_batch load cell against `target`, its row added to `rows` and reported by `line(row)`."""
+    row = ingest_cell(pool, target, experiment_id, clients, batch, options.duration_s)
+    rows.append(row)
+    progress(line(row))
+
+
 def ingest_all(targets: list[Target], pool, options: Options, results: dict, progress) -> None:
     """Cell by cell, every variant in turn: noise on a shared machine hits all variants alike."""
     from mlflow.tracking import MlflowClient
@@ -189,11 +203,9 @@ def ingest_all(targets: list[Target], pool, options: Options, results: dict, pro
     for clients in options.clients:
         for batch in options.batch_sizes:
             for target in targets:
-                row = ingest_cell(pool, target, experiments[target.name], clients, batch, options.duration_s)
-                results["ingest"].append(row)
-                progress(f"  ingest {target.name:>14} {clients:>3} clients x {batch:>4} metrics:"
-                         f" {row['metrics_per_s']:>9,.0f} metrics/s, {row['requests_per_s']:>7,.1f} req/s,"
-                         f" p50 {report.fmt_ms(row['p50_ms'])} ms, p99 {report.fmt_ms(row['p99_ms'])} ms, errors {row['errors']}")
+                run_cell(pool, target, experiments[target.name], clients, batch, options, results["ingest"], progress,
+                         lambda row, t=target: f"  ingest {t.name:>14} {clients:>3} clients x {batch:>4} metrics: "
+                         + cell_figures(row, before=f"{row['requests_per_s']:>7,.1f} req/s, "))
                 save(results, options.out)
 
 
@@ -209,11 +221,9 @@ def server_stacks(target: Target, pool, options: Options, results: dict, progres
                        for i, t in enumerate(stack_targets)}
         for clients, batch in options.stack_cells:
             for stack in stack_targets:
-                row = ingest_cell(pool, stack, experiments[stack.name], clients, batch, options.duration_s)
-                results["stacks"].append(row)
-                progress(f"  stack {stack.name:>30} {clients:>3} x {batch:>4}: {row['metrics_per_s']:>9,.0f} metrics/s,"
-                         f" p50 {report.fmt_ms(row['p50_ms'])} ms, p99 {report.fmt_ms(row['p99_ms'])} ms,"
-                         f" {report.fmt_ms(row['server_cpu_ms_per_request'])} ms CPU/request, errors {row['errors']}")
+                run_cell(pool, stack, experiments[stack.name], clients, batch, options, results["stacks"], progress,
+                         lambda row, t=stack: f"  stack {t.name:>30} {clients:>3} x {batch:>4}: "
+                         + cell_figures(row, after=f"{report.fmt_ms(row['server_cpu_ms_per_request'])} ms CPU/request, "))
                 save(results, options.out)
 
 

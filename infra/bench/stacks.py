@@ -22,12 +22,11 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..local.processes import free_port, stop_group
+from ..local.processes import free_port, process_environment, stop_group
 from ..planning.connections import pool_for
-from ..planning.server_command import (GUNICORN_GRACEFUL_S, GUNICORN_TIMEOUT_S, NODELAY_LOOP, REQUESTS_PER_WORKER, SERVER_STACK,
-                                       server_options)
+from ..planning.server_command import GUNICORN_OPTIONS, REQUESTS_PER_WORKER, SERVER_STACK, server_options
 from ..planning.sizing import WORKERS_PER_VCPU
-from .procs import wait_until_serving
+from .procs import DEFAULT_INSTALL_UVICORN, wait_until_serving
 
 PLANNED = "gunicorn sync (planned)"
 GTHREAD_THREADS = 4
@@ -44,25 +43,19 @@ class Stack:
 
 def stacks() -> list[Stack]:
     assert SERVER_STACK["api"] == "gunicorn-sync", "the comparison names the planned API stack"
-    gunicorn = f"--timeout {GUNICORN_TIMEOUT_S} --graceful-timeout {GUNICORN_GRACEFUL_S} --access-logfile -"
     planned = tuple(server_options("gunicorn-sync"))
     uvicorn = REQUESTS_PER_WORKER["uvicorn"]
     return [
-        Stack("uvicorn (MLflow default)", ("--uvicorn-opts", "--loop asyncio --http h11"), requests_per_worker=uvicorn),
-        Stack("uvicorn + TCP_NODELAY", ("--uvicorn-opts", f"--loop {NODELAY_LOOP} --http h11"), requests_per_worker=uvicorn),
+        Stack("uvicorn (MLflow default)", DEFAULT_INSTALL_UVICORN, requests_per_worker=uvicorn),
+        Stack("uvicorn + TCP_NODELAY", tuple(server_options("uvicorn")), requests_per_worker=uvicorn),
         Stack("uvicorn + uvloop/httptools", ("--uvicorn-opts", "--loop uvloop --http httptools"), requests_per_worker=uvicorn),
         Stack(PLANNED, planned),
-        Stack(f"gunicorn gthread x{GTHREAD_THREADS}", ("--gunicorn-opts", f"--worker-class gthread --threads {GTHREAD_THREADS} {gunicorn}"),
+        Stack(f"gunicorn gthread x{GTHREAD_THREADS}", ("--gunicorn-opts", f"--worker-class gthread --threads {GTHREAD_THREADS} {GUNICORN_OPTIONS}"),
               requests_per_worker=GTHREAD_THREADS),
         Stack("gunicorn sync, no /metrics", planned, prometheus=False),
         Stack("gunicorn sync, 1 worker/vCPU", planned, workers_per_vcpu=1),
         Stack("gunicorn sync, 4 workers/vCPU", planned, workers_per_vcpu=4),
     ]
-
-
-def process_environment(pid: int) -> dict[str, str]:
-    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
 
 
 def pool_environment(stack: Stack, jobs: int, workers: int) -> dict[str, str]:

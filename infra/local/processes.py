@@ -131,6 +131,12 @@ def pid_alive(pid: int | None) -> bool:
     return fields is not None and fields[0] not in ("Z", "X")
 
 
+def process_environment(pid: int) -> dict[str, str]:
+    """A running process's environment, as it started (/proc/PID/environ)."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
 def command_line(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()

@@ -36,6 +36,9 @@ REQUESTS_PER_WORKER = {"gunicorn-sync": 1, "uvicorn": 40}
 # GRACEFUL_S to finish its request, within ECS's 30 s stopTimeout before SIGKILL.
 GUNICORN_TIMEOUT_S = 600
 GUNICORN_GRACEFUL_S = 25
+# beside the worker class; --access-logfile -: a line per request on stderr (the task's log), as
+# uvicorn writes by default
+GUNICORN_OPTIONS = f"--timeout {GUNICORN_TIMEOUT_S} --graceful-timeout {GUNICORN_GRACEFUL_S} --access-logfile -"
 # uvicorn's loop with TCP_NODELAY on every accepted connection (infra/runtime/nodelay.py): with
 # --workers N uvicorn never sets it, and a keep-alive response then waits up to 40 ms on the
 # client's delayed ACK (Nagle). gunicorn sets it on its listening socket, which accepted ones inherit.
@@ -92,14 +95,12 @@ class ServerSettings:
 def server_options(stack: str) -> list[str]:
     """`mlflow server`'s options that pick and tune the server of `stack`."""
     if stack == "gunicorn-sync":
-        # --access-logfile -: a line per request on stderr (the task's log), as uvicorn writes by default
-        return ["--gunicorn-opts", f"--worker-class sync --timeout {GUNICORN_TIMEOUT_S} --graceful-timeout {GUNICORN_GRACEFUL_S}"
-                                   " --access-logfile -"]
+        return ["--gunicorn-opts", f"--worker-class sync {GUNICORN_OPTIONS}"]
     # h11 named too: uvicorn would take httptools when it happens to be installed
     return ["--uvicorn-opts", f"--loop {NODELAY_LOOP} --http h11"]
 
 
-def nofile_limit(workers: int, connections_per_worker: int, requests_per_worker: int = 40) -> int:
+def nofile_limit(workers: int, connections_per_worker: int, requests_per_worker: int = REQUESTS_PER_WORKER["uvicorn"]) -> int:
     """At least 65,536, and at least four times the sockets the plan itself opens (rounded to a power of two)."""
     need = workers * (connections_per_worker + requests_per_worker + SOCKETS_PER_WORKER) * 4
     limit = MIN_NOFILE
