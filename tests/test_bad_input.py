@@ -50,6 +50,19 @@ CASES = [
     ("public cidr", "placement:\n  new_vpc: {cidr: 8.8.0.0/16, availability_zones: [us-east-1a, us-east-1b]}\n", "placement.new_vpc.cidr", "expected a private range"),
     ("environment tag", "tags:\n  environment: other\n", "tags.environment", "expected it unset"),
     ("max storage below storage", "database:\n  storage_gib: 500\n  max_storage_gib: 100\n", "database.max_storage_gib", "expected at least database.storage_gib (500)"),
+    ("engine kind", "database:\n  engine: postgres\n", "database.engine", "'postgres' is not allowed; expected one of 'auto', 'rds' or 'aurora'"),
+    ("aurora engine version", "database:\n  engine: aurora\n  engine_version: '18'\n", "database.engine_version",
+     "'18' is not allowed with database.engine aurora; expected an Aurora PostgreSQL major version (14, 15, 16, 17)"),
+    ("aurora class", "database:\n  engine: aurora\n  instance_class: db.m7g.large\n", "database.instance_class",
+     "'db.m7g.large' is not allowed with database.engine aurora; expected a class Aurora PostgreSQL offers (db.t4g.medium,"),
+    ("aurora storage", "database:\n  engine: aurora\n  storage_gib: 500\n", "database.storage_gib",
+     "500 is not allowed with database.engine aurora; expected the key left out (Aurora's storage grows by itself"),
+    ("failover below aurora", "database:\n  multi_az: true\n  max_failover_seconds: 20\n", "database.max_failover_seconds",
+     "20 is not allowed; expected at least 30"),
+    ("failover on rds", "database:\n  engine: rds\n  multi_az: true\n  max_failover_seconds: 60\n", "database.max_failover_seconds",
+     "60 is not allowed with database.engine rds; expected at least 120 (RDS Multi-AZ documents 60-120 s)"),
+    ("failover in one zone", "database:\n  multi_az: false\n  max_failover_seconds: 60\n", "database.max_failover_seconds",
+     "60 is not allowed with database.multi_az false; expected multi_az true"),
 ]
 
 

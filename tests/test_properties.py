@@ -91,8 +91,12 @@ def test_more_load_never_plans_less(pair, tier):
     assert b.vcpu >= a.vcpu and b.memory_gib >= a.memory_gib, (a.instance_class, b.instance_class)
     assert p_large.database.replicas.count >= p_small.database.replicas.count
     assert p_large.database.storage.max_allocated_gib >= p_small.database.storage.max_allocated_gib
+    engines = (p_small.database.engine.engine, p_large.database.engine.engine)
+    assert engines != ("aurora", "rds"), "more load went back from Aurora to RDS"
     for role in ("api", "ui"):
         fs, fl = getattr(p_small.tracking, role), getattr(p_large.tracking, role)
+        if role == "ui" and engines == ("rds", "aurora"):
+            continue  # RDS rounds the UI up to a multiple of its replicas (one service each); Aurora has one service
         assert fl.min_count >= fs.min_count and fl.max_count >= fs.max_count, role
 
 

@@ -45,7 +45,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 err(str(error))
             continue
         db = result.database
-        print(f"ok  {path}: {result.tier}, {db.instance.instance_class} + {db.replicas.count} replica(s),"
+        print(f"ok  {path}: {result.tier}, {'Aurora ' if db.engine.engine == 'aurora' else ''}{db.instance.instance_class}"
+              f" + {db.replicas.count} {'reader' if db.engine.engine == 'aurora' else 'replica'}(s),"
               f" API {result.tracking.api.min_count}-{result.tracking.api.max_count} / UI {result.tracking.ui.min_count}-{result.tracking.ui.max_count},"
               f" ${result.cost.total_monthly_usd:,.0f}/month")
     return EXIT_INVALID if failed else 0
@@ -94,7 +95,13 @@ def render_plan(p: CapacityPlan, console: Console) -> None:
 
     db = p.database
     s = db.storage
-    dbt = _table("Database (RDS for PostgreSQL " + db.engine_version + ")", "decision", "value", "why")
+    e = db.engine
+    engine_name = "Aurora PostgreSQL" if e.engine == "aurora" else "RDS for PostgreSQL"
+    dbt = _table(f"Database ({engine_name} {db.engine_version})", "decision", "value", "why")
+    dbt.add_row("engine", engine_name + (f" ({'I/O-Optimized' if e.aurora_storage_type else 'Standard'})" if e.engine == "aurora" else ""),
+                e.reason)
+    dbt.add_row("monthly database cost", f"RDS ${e.costs.rds:,.0f} | Aurora Standard ${e.costs.aurora_standard:,.0f}"
+                f" | I/O-Optimized ${e.costs.aurora_io_optimized:,.0f}", e.costs.detail)
     dbt.add_row("instance class", f"{db.instance.instance_class} ({db.instance.vcpu} vCPU, {db.instance.memory_gib:g} GiB)", db.instance.reason)
     dbt.add_row("storage", f"{s.allocated_gib:,} GiB gp3, autoscaling to {s.max_allocated_gib:,} GiB", s.reason)
     dbt.add_row("IOPS / throughput", f"{s.iops:,} / {s.throughput_mibps} MiB/s" + (" (provisioned)" if s.iops_provisioned else " (gp3 baseline)"), f"need {s.needed_iops:,} IOPS, {s.needed_mibps} MiB/s")

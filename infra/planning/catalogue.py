@@ -58,6 +58,22 @@ def engine_majors() -> tuple[int, ...]:
     return tuple(_load("rds_instance_classes.yaml")["engine_versions"]["majors"])
 
 
+@dataclass(frozen=True)
+class AuroraOffer:
+    """What Aurora PostgreSQL offers of the catalogue (rds_instance_classes.yaml, aurora_postgresql)."""
+
+    majors: tuple[int, ...]
+    classes: tuple[str, ...]
+    max_readers: int
+    max_storage_gib: int
+
+
+@lru_cache(maxsize=None)
+def aurora() -> AuroraOffer:
+    data = _load("rds_instance_classes.yaml")["aurora_postgresql"]
+    return AuroraOffer(tuple(data["majors"]), tuple(data["classes"]), int(data["max_readers"]), int(data["max_storage_gib"]))
+
+
 @lru_cache(maxsize=None)
 def default_engine_version() -> str:
     return str(_load("rds_instance_classes.yaml")["engine_versions"]["default"])

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import catalogue
 from .connections import ConnectionBudget
 from .sizing import GP3_STRIPED_BASELINE, DatabaseClass, FleetPlan, StoragePlan
+
+if TYPE_CHECKING:
+    from .engine import EngineDecision
 
 SECRETS = 2             # the database's master and application-role secrets (infra/aws/credentials.py)
 KMS_KEYS = 2            # the database's (storage, Performance Insights, secret) and the alarm topic's
@@ -43,31 +47,51 @@ def instance_hourly(region: str) -> dict[str, float]:
     return prices_for(region)[1]["rds_instance_hourly"]
 
 
+def rds_storage_monthly(prices: dict, storage: StoragePlan, volumes: int) -> float:
+    """gp3 on every volume, with the IOPS and throughput provisioned above the included baseline."""
+    extra_iops = max(0, storage.iops - GP3_STRIPED_BASELINE[0]) if storage.iops_provisioned else 0
+    extra_mibps = max(0, storage.throughput_mibps - GP3_STRIPED_BASELINE[1]) if storage.iops_provisioned else 0
+    return (storage.allocated_gib * prices["rds_gp3_gib_month"] + extra_iops * prices["rds_gp3_iops_month"]
+            + extra_mibps * prices["rds_gp3_mibps_month"]) * volumes
+
+
 def _fleet_hourly(fleet: FleetPlan, p: dict) -> float:
     if fleet.compute == "ec2":
         return p["ec2_hourly"][fleet.instance_type]
     return fleet.vcpu * p["fargate_arm_vcpu_hour"] + fleet.memory_gib * p["fargate_arm_gib_hour"]
 
 
+def aurora_lines(p: dict, hours: float, db: DatabaseClass, readers: int, engine: EngineDecision) -> list[CostLine]:
+    """The writer and its readers at the plan's minimum, then storage and I/O of the chosen configuration."""
+    optimized = engine.aurora_storage_type == "aurora-iopt1"
+    hourly = p["aurora_instance_hourly"][db.instance_class] * (p["aurora_io_optimized_instance_factor"] if optimized else 1)
+    instances = hourly * hours * (1 + readers)
+    total = engine.costs.aurora_io_optimized if optimized else engine.costs.aurora_standard
+    kind = "I/O-Optimized" if optimized else "Standard"
+    return [CostLine("database writer and readers", instances, f"{1 + readers} x {db.instance_class} (Aurora {kind}, readers at their minimum)"),
+            CostLine("database storage and I/O", total - instances,
+                     f"Aurora {kind}: storage as used" + ("" if optimized else f", {engine.costs.aurora_io_requests_per_month / 1e6:,.0f} million I/Os a month"))]
+
+
 def estimate(*, region: str, db: DatabaseClass, multi_az: bool, replicas: int, storage: StoragePlan,
              budget: ConnectionBudget, api: FleetPlan, ui: FleetPlan, availability_zones: int,
-             nat_gateway: bool, creates_vpc: bool, interface_endpoints: int, alarms: int) -> CostEstimate:
+             nat_gateway: bool, creates_vpc: bool, interface_endpoints: int, alarms: int,
+             engine: EngineDecision | None = None) -> CostEstimate:
     prices_region, p = prices_for(region)
     hours = catalogue.price_table()["hours_per_month"]
     lines: list[CostLine] = []
-    copies = 2 if multi_az else 1
-    hourly = p["rds_instance_hourly"][db.instance_class]
-    lines.append(CostLine("database primary", hourly * hours * copies,
-                          f"{db.instance_class} x{copies} ({'Multi-AZ' if multi_az else 'Single-AZ'})"))
-    if replicas:
-        lines.append(CostLine("read replicas", hourly * hours * replicas, f"{replicas} x {db.instance_class}"))
-    volumes = copies + replicas
-    storage_cost = storage.allocated_gib * p["rds_gp3_gib_month"] * volumes
-    extra_iops = max(0, storage.iops - GP3_STRIPED_BASELINE[0]) if storage.iops_provisioned else 0
-    extra_mibps = max(0, storage.throughput_mibps - GP3_STRIPED_BASELINE[1]) if storage.iops_provisioned else 0
-    storage_cost += (extra_iops * p["rds_gp3_iops_month"] + extra_mibps * p["rds_gp3_mibps_month"]) * volumes
-    lines.append(CostLine("database storage", storage_cost,
-                          f"{storage.allocated_gib} GiB gp3 x{volumes} volumes, {storage.iops:,} IOPS, {storage.throughput_mibps} MiB/s"))
+    if engine is not None and engine.engine == "aurora":
+        lines += aurora_lines(p, hours, db, replicas, engine)
+    else:
+        copies = 2 if multi_az else 1
+        hourly = p["rds_instance_hourly"][db.instance_class]
+        lines.append(CostLine("database primary", hourly * hours * copies,
+                              f"{db.instance_class} x{copies} ({'Multi-AZ' if multi_az else 'Single-AZ'})"))
+        if replicas:
+            lines.append(CostLine("read replicas", hourly * hours * replicas, f"{replicas} x {db.instance_class}"))
+        volumes = copies + replicas
+        lines.append(CostLine("database storage", rds_storage_monthly(p, storage, volumes),
+                              f"{storage.allocated_gib} GiB gp3 x{volumes} volumes, {storage.iops:,} IOPS, {storage.throughput_mibps} MiB/s"))
     if budget.rds_proxy:
         lines.append(CostLine("RDS Proxy", db.vcpu * p["rds_proxy_vcpu_hour"] * hours, f"{db.vcpu} vCPU behind the proxy"))
     for fleet in (api, ui):

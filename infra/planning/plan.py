@@ -18,14 +18,17 @@ from ..endpoints import LOAD_BALANCER_IDLE_TIMEOUT_S
 from .alarms import AlarmPlan, plan_alarms
 from .client import client_environment
 from .connections import ConnectionBudget, Pool, plan_connection_budget, pool_for
-from .cost import CostEstimate, estimate, instance_hourly
+from .cost import CostEstimate, estimate, instance_hourly, prices_for
 from .demand import Coefficients, Demand, coefficients, demand
+from .engine import (AURORA_MIN_BILLED_GIB, EngineDecision, aurora_io_per_month, aurora_readers, decide, engine_costs, on_aurora,
+                     triggers as engine_triggers)
 from .indexes import IndexMigration, index_migration
 from .parameters import Parameter, ParameterInputs, primary_parameters, replica_parameters, scaled_to
 from .server_command import REQUESTS_PER_WORKER, SERVER_STACK, ServerSettings, server_settings
 from .sizing import (
     SERVER_TARGET_CPU,
     DatabaseClass,
+    INITIAL_GROWTH_DAYS,
     FleetPlan,
     ReplicaPlan,
     StoragePlan,
@@ -34,15 +37,19 @@ from .sizing import (
     plan_fleet,
     plan_replicas,
     plan_storage,
+    isolation_replicas,
+    replicas_by_load,
+    storage_need,
     service_names,
     spread_over_replicas,
     ui_reads_on_primary,
 )
 from ..spec.model import EnvironmentSpec
 
-PLAN_FORMAT = 4  # 2: tier plans (pool, server, scaling), alarms, artifacts, placement zones and subnets;
+PLAN_FORMAT = 5  # 2: tier plans (pool, server, scaling), alarms, artifacts, placement zones and subnets;
 # 3: UI services per replica (services, read_fallback), migrations on the API only, the readiness port;
-# 4: client_environment (the training jobs' MLflow client settings) and its reason
+# 4: client_environment (the training jobs' MLflow client settings) and its reason;
+# 5: database.engine (RDS or Aurora, its reason, both monthly costs, Aurora's readers and storage type)
 # Slow-query logging threshold: production logs fewer, development sees more.
 LOG_MIN_DURATION_MS = {"production": 500, "staging": 250, "development": 250}
 # What tasks in private subnets reach without NAT: image pulls, logs, the database secret.
@@ -60,6 +67,7 @@ class Decision:
 
 @dataclass(frozen=True)
 class DatabasePlan:
+    engine: EngineDecision
     engine_version: str
     instance: DatabaseClass
     storage: StoragePlan
@@ -232,7 +240,10 @@ def _placement(spec: EnvironmentSpec, replicas: int) -> PlacementPlan:
     )
 
 
-def _tier(role: str, spec: EnvironmentSpec, fleet: FleetPlan, pool: Pool, engines: int, replicas: int = 0) -> TierPlan:
+def _tier(role: str, spec: EnvironmentSpec, fleet: FleetPlan, pool: Pool, engines: int, replicas: int = 0,
+          app_fallback: bool = True) -> TierPlan:
+    """`app_fallback`: a single replica's UI falls back to the primary itself (RDS); Aurora's reader
+    endpoint does that on its own."""
     reads_from_replica = replicas > 0
     return TierPlan(
         **{f.name: getattr(fleet, f.name) for f in dataclasses.fields(FleetPlan)},
@@ -245,11 +256,15 @@ def _tier(role: str, spec: EnvironmentSpec, fleet: FleetPlan, pool: Pool, engine
         writes_artifacts=role == "api",
         runs_migrations=role == "api",
         services=max(1, replicas),
-        read_fallback=replicas == 1,
+        read_fallback=replicas == 1 and app_fallback,
     )
 
 
-def ui_reads_reason(replicas: int) -> str:
+def ui_reads_reason(replicas: int, aurora: bool = False) -> str:
+    if aurora and replicas:
+        return (f"the UI tier reads through the cluster's reader endpoint, which spreads its connections over the"
+                f" readers ({replicas} at least, more as autoscaling adds them) and answers from the writer while"
+                " there is none; writes stay on the writer")
     if replicas == 0:
         return "no replica: the UI reads from the primary"
     if replicas == 1:
@@ -275,16 +290,41 @@ def plan(spec: EnvironmentSpec, k: Coefficients | None = None) -> CapacityPlan:
     db_spec = spec.database
     warnings: list[str] = []
 
-    replicas = plan_replicas(d.ui_read_requests_per_s, spec.tier, db_spec.read_replicas, k)
+    found = engine_triggers(readers_by_load=replicas_by_load(d.ui_read_requests_per_s, k), **dict(zip(("need_iops", "need_mibps"), storage_need(d))),
+                            storage_at_retention_gib=d.storage_at_retention_gib, max_failover_s=db_spec.max_failover_seconds)
+    aurora = db_spec.engine == "aurora" or (db_spec.engine == "auto" and bool(found))
+    replicas = rds_replicas = plan_replicas(d.ui_read_requests_per_s, spec.tier, db_spec.read_replicas, k)
+    readers = aurora_readers(isolation_replicas(spec.tier), replicas_by_load(d.ui_read_requests_per_s, k), spec.multi_az)
+    if db_spec.read_replicas is not None:
+        readers = (db_spec.read_replicas, max(readers[1], db_spec.read_replicas))
+    if aurora:
+        replicas = ReplicaPlan(readers[0], f"Aurora readers {readers[0]}-{readers[1]} (autoscaling on CPU): {replicas.reason}")
+    # the UI reads one endpoint per instance replica on RDS; on Aurora one reader endpoint, which
+    # the writer answers while the cluster has no reader
+    read_endpoints = min(1, replicas.count) if aurora else replicas.count
+    # each Aurora reader is budgeted for the UI's share with one reader lost (the endpoint moves its
+    # connections to the others); with a single reader, the writer takes them all while it is gone
+    budget_readers = max(1, replicas.count - 1) if aurora and replicas.count else replicas.count
     need = database_need(d, ui_reads_on_primary(d.ui_read_requests_per_s, spec.tier, replicas.count, k), k)
     instance = choose_database_class(need, spec.tier, db_spec.instance_class, instance_hourly(spec.region), spec.source_file)
+    rds_class = instance
+    if aurora:
+        instance = on_aurora(instance)
     warnings.extend(instance.warnings)
     storage = plan_storage(d, spec.workload.retention_days, db_spec.storage_gib, db_spec.max_storage_gib, spec.source_file)
+    prices_region, prices = prices_for(spec.region)
+    costs = engine_costs(prices=prices, hours=catalogue.price_table()["hours_per_month"], rds_class=rds_class.instance_class,
+                         multi_az=spec.multi_az, replicas=rds_replicas.count, storage=storage,
+                         aurora_instance_class=on_aurora(rds_class).instance_class, aurora_instances=1 + readers[0],
+                         data_gib=max(AURORA_MIN_BILLED_GIB, d.storage_growth_gib_per_day * min(INITIAL_GROWTH_DAYS, spec.workload.retention_days)),
+                         io_per_month=aurora_io_per_month(d.write_requests_per_s, d.wal_bytes_per_s, spec.workload.logging_hours_per_day))
+    engine = decide(db_spec.engine, found, costs, on_aurora(rds_class).instance_class, readers)
+    warnings.extend(engine.warnings)
 
     api = plan_fleet("api", d.write_requests_per_s, spec.workload.metrics_per_call, spec.tier,
                      spec.tracking.compute, spec.tracking.api, k)
     ui = spread_over_replicas(plan_fleet("ui", d.ui_read_requests_per_s, spec.workload.metrics_per_call, spec.tier,
-                                         spec.tracking.compute, spec.tracking.ui, k), replicas.count)
+                                         spec.tracking.compute, spec.tracking.ui, k), read_endpoints)
     cls = catalogue.instance_class(instance.instance_class)
     # the burst lands on the servers that are already running: the minimum fleet
     api_pool = pool_for("api", spec.workload.concurrent_training_jobs, api.min_count * api.workers,
@@ -293,7 +333,7 @@ def plan(spec: EnvironmentSpec, k: Coefficients | None = None) -> CapacityPlan:
                        requests_per_worker=REQUESTS_PER_WORKER[SERVER_STACK["ui"]])
     budget = plan_connection_budget(api_max=api.max_count, api_workers=api.workers, api_pool=api_pool,
                                     ui_max=ui.max_count, ui_workers=ui.workers, ui_pool=ui_pool,
-                                    replicas=replicas.count, memory_bytes=cls.memory_bytes,
+                                    replicas=budget_readers, memory_bytes=cls.memory_bytes,
                                     proxy_mode=db_spec.rds_proxy, auth=spec.tracking.auth,
                                     source_file=spec.source_file, instance_class=cls.name)
 
@@ -313,10 +353,11 @@ def plan(spec: EnvironmentSpec, k: Coefficients | None = None) -> CapacityPlan:
         compute=spec.tracking.compute,
         mlflow_version=spec.tracking.mlflow_version,
         api=_tier("api", spec, api, api_pool, budget.engines_per_worker),
-        ui=_tier("ui", spec, ui, ui_pool, budget.engines_per_worker, replicas.count),
-        ui_reads_from_replica=Decision(ui_on_replica, ui_reads_reason(replicas.count)),
+        ui=_tier("ui", spec, ui, ui_pool, budget.engines_per_worker, read_endpoints, app_fallback=not aurora),
+        ui_reads_from_replica=Decision(ui_on_replica, ui_reads_reason(replicas.count, aurora)),
     )
     database = DatabasePlan(
+        engine=engine,
         engine_version=db_spec.engine_version,
         instance=instance,
         storage=storage,
@@ -342,8 +383,8 @@ def plan(spec: EnvironmentSpec, k: Coefficients | None = None) -> CapacityPlan:
                                                          spec.alarms.api_p99_latency_ms, LOAD_BALANCER_IDLE_TIMEOUT_S)
     alarms = plan_alarms(spec.alarms, memory_gib=cls.memory_gib, max_connections=budget.max_connections,
                          allocated_gib=storage.allocated_gib, max_allocated_gib=storage.max_allocated_gib,
-                         replicas=replicas.count, compute=spec.tracking.compute, ui_services=max(1, replicas.count))
-    cost = estimate(region=spec.region, db=instance, multi_az=spec.multi_az, replicas=replicas.count, storage=storage,
+                         replicas=replicas.count, compute=spec.tracking.compute, ui_services=max(1, read_endpoints))
+    cost = estimate(region=spec.region, db=instance, multi_az=spec.multi_az, replicas=replicas.count, storage=storage, engine=engine,
                     budget=budget, api=api, ui=ui, availability_zones=len(placement.availability_zones),
                     nat_gateway=placement.nat_gateway, creates_vpc=spec.placement.tracking_vpc == "new",
                     interface_endpoints=len(placement.interface_endpoint_services), alarms=len(alarms))

@@ -140,10 +140,16 @@ class StoragePlan:
     reason: str
 
 
-def plan_storage(d: Demand, retention_days: int, override_gib: int | None, override_max_gib: int | None,
-                 source_file: str) -> StoragePlan:
+def storage_need(d: Demand) -> tuple[int, int]:
+    """Write IOPS and MiB/s the volume must sustain: twice the steady writes (checkpoints, autovacuum)."""
     need_iops = math.ceil((d.write_requests_per_s + d.write_bytes_per_s * WRITE_AMPLIFICATION / IO_BYTES) * IO_HEADROOM)
     need_mibps = math.ceil(d.write_bytes_per_s * WRITE_AMPLIFICATION / 1024**2 * IO_HEADROOM)
+    return need_iops, need_mibps
+
+
+def plan_storage(d: Demand, retention_days: int, override_gib: int | None, override_max_gib: int | None,
+                 source_file: str) -> StoragePlan:
+    need_iops, need_mibps = storage_need(d)
     early = d.storage_growth_gib_per_day * min(INITIAL_GROWTH_DAYS, retention_days)
     allocated = max(GP3_MIN_GIB, math.ceil(early * FREE_SPACE_HEADROOM))
     why = f"{d.storage_growth_gib_per_day:.2f} GiB/day; {min(INITIAL_GROWTH_DAYS, retention_days)} days of growth + 25% free"
@@ -214,12 +220,18 @@ def ui_reads_on_primary(ui_read_requests_per_s: float, tier: str, replicas: int,
     return min(ui_read_requests_per_s, ui_reads_per_replica(k) * READS_ON_PRIMARY_SHARE)
 
 
+def replicas_by_load(ui_read_requests_per_s: float, k: Coefficients) -> int:
+    """Readers the UI's reads need, uncapped; none while the primary can keep them (READS_ON_PRIMARY_SHARE)."""
+    per_replica = ui_reads_per_replica(k)
+    return math.ceil(ui_read_requests_per_s / per_replica) if ui_read_requests_per_s > per_replica * READS_ON_PRIMARY_SHARE else 0
+
+
 def plan_replicas(ui_read_requests_per_s: float, tier: str, override: int | None, k: Coefficients) -> ReplicaPlan:
     if override is not None:
         return ReplicaPlan(override, "set in the environment file (database.read_replicas)")
     isolation = isolation_replicas(tier)
     per_replica = ui_reads_per_replica(k)
-    by_load = math.ceil(ui_read_requests_per_s / per_replica) if ui_read_requests_per_s > per_replica * READS_ON_PRIMARY_SHARE else 0
+    by_load = replicas_by_load(ui_read_requests_per_s, k)
     count = min(MAX_AUTO_REPLICAS, max(isolation, by_load))
     if count == 0:
         return ReplicaPlan(0, f"{tier}: the UI reads from the primary; {ui_read_requests_per_s:.1f} UI req/s is light")

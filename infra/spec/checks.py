@@ -28,6 +28,32 @@ def synchronous_commit_off_allowed(production: bool, durability: str) -> bool:
 # Checks that span keys (contradictions) and checks against the shipped catalogue
 # ---------------------------------------------------------------------------------------------
 
+def _check_engine(spec: EnvironmentSpec, bad) -> None:
+    """Aurora's own offer (majors, classes, readers, storage it grows itself) and the failover requirement."""
+    from ..planning.engine import AURORA_FAILOVER_S, RDS_FAILOVER_S
+
+    db = spec.database
+    aurora = catalogue.aurora()
+    if db.engine == "aurora":
+        if spec.engine_major not in aurora.majors:
+            majors = ", ".join(str(m) for m in aurora.majors)
+            bad(("database", "engine_version"), f"{show_value(db.engine_version)} is not allowed with database.engine aurora; expected an Aurora PostgreSQL major version ({majors})")
+        if db.instance_class is not None and db.instance_class not in aurora.classes and db.instance_class in [c.name for c in catalogue.instance_classes()]:
+            bad(("database", "instance_class"), f"{show_value(db.instance_class)} is not allowed with database.engine aurora; expected a class Aurora PostgreSQL offers ({', '.join(aurora.classes)})")
+        if db.read_replicas is not None and db.read_replicas > aurora.max_readers:
+            bad(("database", "read_replicas"), f"{db.read_replicas} is not allowed with database.engine aurora; expected at most {aurora.max_readers} readers per cluster")
+        for key in ("storage_gib", "max_storage_gib"):
+            if getattr(db, key) is not None:
+                bad(("database", key), f"{getattr(db, key)} is not allowed with database.engine aurora; expected the key left out (Aurora's storage grows by itself, up to {aurora.max_storage_gib:,} GiB)")
+    if db.max_failover_seconds is not None:
+        if db.max_failover_seconds < AURORA_FAILOVER_S:
+            bad(("database", "max_failover_seconds"), f"{db.max_failover_seconds} is not allowed; expected at least {AURORA_FAILOVER_S} (Aurora documents a failover within about {AURORA_FAILOVER_S} s, RDS Multi-AZ 60-{RDS_FAILOVER_S} s)")
+        elif db.engine == "rds" and db.max_failover_seconds < RDS_FAILOVER_S:
+            bad(("database", "max_failover_seconds"), f"{db.max_failover_seconds} is not allowed with database.engine rds; expected at least {RDS_FAILOVER_S} (RDS Multi-AZ documents 60-{RDS_FAILOVER_S} s) or database.engine auto or aurora")
+        if not spec.multi_az:
+            bad(("database", "max_failover_seconds"), f"{db.max_failover_seconds} is not allowed with database.multi_az false; expected multi_az true (a failover needs a standby or reader in a second zone) or the key left out")
+
+
 def check(spec: EnvironmentSpec, layered: Layered) -> list[SpecError]:
     problems: list[tuple[tuple[Any, ...], str]] = []
 
@@ -51,6 +77,7 @@ def check(spec: EnvironmentSpec, layered: Layered) -> list[SpecError]:
             bad(("database", "instance_class"), f"{show_value(db.instance_class)} is not allowed; {hint}expected a class from the catalogue (mlflow-infra classes lists them), such as db.r7g.large")
         elif spec.production and burstable_class(db.instance_class):
             bad(("database", "instance_class"), f"{show_value(db.instance_class)} is not allowed for tier production; expected a general purpose or memory optimised class (burstable classes throttle under sustained logging load)")
+    _check_engine(spec, bad)
     if db.storage_gib is not None and db.max_storage_gib is not None and db.max_storage_gib < db.storage_gib:
         bad(("database", "max_storage_gib"), f"{db.max_storage_gib} is not allowed; expected at least database.storage_gib ({db.storage_gib})")
     if db.durability == "relaxed" and not synchronous_commit_off_allowed(spec.production, db.durability):

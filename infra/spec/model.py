@@ -95,6 +95,12 @@ class Workload(Section):
 
 
 class Database(Section):
+    # auto: RDS for PostgreSQL with instance replicas until the workload outgrows them, then Aurora
+    # PostgreSQL (the plan says which and why, with both monthly costs)
+    engine: Literal["auto", "rds", "aurora"] = "auto"
+    # the longest the platform may stop logging when the primary fails; RDS Multi-AZ documents
+    # 60-120 s, Aurora about 30 s (a value under 120 picks Aurora)
+    max_failover_seconds: int | None = Field(default=None, ge=1, le=3_600)
     engine_version: EngineVersion = Field(default_factory=catalogue.default_engine_version)  # type: ignore[valid-type]
     instance_class: str | None = None
     read_replicas: int | None = Field(default=None, ge=0, le=15)  # RDS allows 15 replicas per source
