@@ -20,6 +20,7 @@ from .client import client_environment
 from .connections import ConnectionBudget, Pool, plan_connection_budget, pool_for
 from .cost import CostEstimate, estimate, instance_hourly, prices_for
 from .demand import Coefficients, Demand, coefficients, demand
+from .aurora_parameters import aurora_parameters, left_to_aurora
 from .engine import (AURORA_MIN_BILLED_GIB, EngineDecision, aurora_io_per_month, aurora_readers, decide, engine_costs, on_aurora,
                      triggers as engine_triggers)
 from .indexes import IndexMigration, index_migration
@@ -80,7 +81,12 @@ class DatabasePlan:
     durability: Decision
     parameter_inputs: ParameterInputs
     primary_parameters: tuple[Parameter, ...]
+    """RDS: the primary's group; Aurora: the instance group of the writer and every reader."""
     replica_parameters: tuple[Parameter, ...]
+    cluster_parameters: tuple[Parameter, ...] = ()
+    """Aurora only: the DB cluster parameter group."""
+    left_to_engine: tuple[tuple[str, str], ...] = ()
+    """Aurora only: planned parameters Aurora does not take, each with why."""
 
     def scaled_to(self, memory_bytes: int, vcpu: int) -> tuple[tuple[Parameter, ...], tuple[Parameter, ...]]:
         """The primary's and replicas' parameter sets for another machine (the local topology): memory-
@@ -375,8 +381,10 @@ def plan(spec: EnvironmentSpec, k: Coefficients | None = None) -> CapacityPlan:
         durability=Decision(db_spec.durability, "synchronous_commit off: faster commits, the last writes may be lost on a crash"
                             if db_spec.durability == "relaxed" else "every acknowledged write is flushed to disk before the reply"),
         parameter_inputs=inputs,
-        primary_parameters=tuple(primary_parameters(inputs)),
-        replica_parameters=tuple(replica_parameters(inputs)) if replicas.count else (),
+        primary_parameters=tuple(aurora_parameters("instance", inputs) if aurora else primary_parameters(inputs)),
+        replica_parameters=tuple(replica_parameters(inputs)) if replicas.count and not aurora else (),
+        cluster_parameters=tuple(aurora_parameters("cluster", inputs)) if aurora else (),
+        left_to_engine=tuple(left_to_aurora(inputs)) if aurora else (),
     )
     placement = _placement(spec, replicas.count)
     client_variables, client_reason = client_environment(spec.workload.concurrent_training_jobs, api,
