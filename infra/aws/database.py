@@ -16,6 +16,7 @@ from .parameter_group import ParameterGroupArgs, ParameterSetting, parameter_gro
 from ..endpoints import APP_DATABASE_USERNAME, DATABASE_NAME, DATABASE_USERNAME, MASTER_SECRET_TARGET, TARGET_TAG
 
 LOG_EXPORTS = ["postgresql", "upgrade"]  # slow statements (log_min_duration_statement) reach CloudWatch
+LOG_EXPORTS_AURORA = ["postgresql"]      # Aurora PostgreSQL exports instance | postgresql | iam-db-auth-error: no "upgrade"
 
 
 @dataclass(frozen=True)
@@ -75,28 +76,12 @@ class TrackingDatabase(pulumi.ComponentResource):
             raise ValueError("DatabaseArgs.primary_zone: None is not allowed with multi_az false; expected the training compute's zone")
         keep = pulumi.ResourceOptions(parent=self, protect=args.protect)
 
-        self.key = aws.kms.Key(f"{name}-key", description=f"{name}: RDS storage, Performance Insights and the master secret",
-                               enable_key_rotation=True, deletion_window_in_days=30, tags=tags, opts=child)
-        # the stack's own credentials (see credentials.py): a replica cannot be made of an instance
-        # whose master password RDS manages, and RDS would rotate that one under running tasks
-        self.master_secret = DatabaseSecret(
-            f"{name}-master", DATABASE_USERNAME,
-            f"{name}: PostgreSQL master user (JSON username, password); read by the migrate step and mlflow-infra doctor",
-            self.key.arn, {**tags, TARGET_TAG: MASTER_SECRET_TARGET}, keep)
-        self.app_secret = DatabaseSecret(
-            f"{name}-app", APP_DATABASE_USERNAME,
-            f"{name}: PostgreSQL application role of the MLflow servers (JSON username, password);"
-            " the migrate step sets the role's password to this value",
-            self.key.arn, tags, keep)
+        self.key, self.master_secret, self.app_secret = key_and_secrets(name, tags, child, keep)
         subnet_group = aws.rds.SubnetGroup(f"{name}-subnets", subnet_ids=args.subnet_ids, tags=tags, opts=child)
         family = f"postgres{args.engine_version.split('.')[0]}"
         self.primary_parameter_group = parameter_group(f"{name}-primary", ParameterGroupArgs(
             family, args.primary_parameters, f"{name} primary: tuned by mlflow-infra", tags), child)
-        monitoring_role = aws.iam.Role(
-            f"{name}-monitoring",
-            assume_role_policy=assume_role_policy("monitoring.rds.amazonaws.com"),
-            managed_policy_arns=["arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"],
-            tags=tags, opts=child)
+        monitoring_role = enhanced_monitoring_role(name, tags, child)
 
         common = dict(
             instance_class=args.instance_class,
@@ -183,25 +168,55 @@ class TrackingDatabase(pulumi.ComponentResource):
         """RDS Proxy multiplexes the fleet's pools onto the database's max_connections (TLS only). It
         authenticates the application role with the app secret; the migrate step bypasses it and logs
         in to the primary as the master user, whom the proxy does not know."""
-        role = aws.iam.Role(
-            f"{name}-proxy",
-            assume_role_policy=assume_role_policy("rds.amazonaws.com"),
-            tags=args.tags, opts=child)
-        aws.iam.RolePolicy(
-            f"{name}-proxy-secret", role=role.id,
-            policy=secret_read_policy(self.secret_arn, self.key.arn),
-            opts=child)
-        self.proxy = aws.rds.Proxy(
-            f"{name}-proxy", engine_family="POSTGRESQL", require_tls=proxy.require_tls, role_arn=role.arn,
-            idle_client_timeout=proxy.idle_client_timeout_seconds, vpc_subnet_ids=args.subnet_ids,
-            vpc_security_group_ids=args.proxy_security_group_ids,
-            auths=[{"auth_scheme": "SECRETS", "secret_arn": self.secret_arn, "iam_auth": "DISABLED",
-                    "client_password_auth_type": "POSTGRES_SCRAM_SHA_256"}],
-            tags=args.tags, opts=child)
-        aws.rds.ProxyDefaultTargetGroup(
-            f"{name}-proxy", db_proxy_name=self.proxy.name,
-            connection_pool_config={"max_connections_percent": proxy.max_connections_percent,
-                                    "max_idle_connections_percent": proxy.max_idle_connections_percent},
-            opts=child)
+        self.proxy = rds_proxy(name, proxy, self.secret_arn, self.key.arn, args.subnet_ids, args.proxy_security_group_ids,
+                               args.tags, child)
         aws.rds.ProxyTarget(f"{name}-proxy", db_proxy_name=self.proxy.name, target_group_name="default",
                             db_instance_identifier=self.primary.identifier, opts=child)
+
+
+def key_and_secrets(name: str, tags: dict[str, str], child: pulumi.ResourceOptions, keep: pulumi.ResourceOptions):
+    """The database's KMS key (storage, Performance Insights, secrets) and the stack's own credentials
+    (see credentials.py): the master user's secret, tagged for doctor, and the application role's."""
+    key = aws.kms.Key(f"{name}-key", description=f"{name}: RDS storage, Performance Insights and the master secret",
+                      enable_key_rotation=True, deletion_window_in_days=30, tags=tags, opts=child)
+    # a replica cannot be made of an instance whose master password RDS manages, and RDS would
+    # rotate that one under running tasks
+    master = DatabaseSecret(
+        f"{name}-master", DATABASE_USERNAME,
+        f"{name}: PostgreSQL master user (JSON username, password); read by the migrate step and mlflow-infra doctor",
+        key.arn, {**tags, TARGET_TAG: MASTER_SECRET_TARGET}, keep)
+    app = DatabaseSecret(
+        f"{name}-app", APP_DATABASE_USERNAME,
+        f"{name}: PostgreSQL application role of the MLflow servers (JSON username, password);"
+        " the migrate step sets the role's password to this value",
+        key.arn, tags, keep)
+    return key, master, app
+
+
+def enhanced_monitoring_role(name: str, tags: dict[str, str], child: pulumi.ResourceOptions) -> aws.iam.Role:
+    return aws.iam.Role(
+        f"{name}-monitoring",
+        assume_role_policy=assume_role_policy("monitoring.rds.amazonaws.com"),
+        managed_policy_arns=["arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"],
+        tags=tags, opts=child)
+
+
+def rds_proxy(name: str, proxy: ProxySettings, secret_arn, key_arn, subnet_ids, security_group_ids, tags: dict[str, str],
+              child: pulumi.ResourceOptions) -> aws.rds.Proxy:
+    """The proxy, its role reading the app secret, and its default target group's pool settings;
+    the caller registers the target (an instance, or an Aurora cluster)."""
+    role = aws.iam.Role(f"{name}-proxy", assume_role_policy=assume_role_policy("rds.amazonaws.com"), tags=tags, opts=child)
+    aws.iam.RolePolicy(f"{name}-proxy-secret", role=role.id, policy=secret_read_policy(secret_arn, key_arn), opts=child)
+    created = aws.rds.Proxy(
+        f"{name}-proxy", engine_family="POSTGRESQL", require_tls=proxy.require_tls, role_arn=role.arn,
+        idle_client_timeout=proxy.idle_client_timeout_seconds, vpc_subnet_ids=subnet_ids,
+        vpc_security_group_ids=security_group_ids,
+        auths=[{"auth_scheme": "SECRETS", "secret_arn": secret_arn, "iam_auth": "DISABLED",
+                "client_password_auth_type": "POSTGRES_SCRAM_SHA_256"}],
+        tags=tags, opts=child)
+    aws.rds.ProxyDefaultTargetGroup(
+        f"{name}-proxy", db_proxy_name=created.name,
+        connection_pool_config={"max_connections_percent": proxy.max_connections_percent,
+                                "max_idle_connections_percent": proxy.max_idle_connections_percent},
+        opts=child)
+    return created

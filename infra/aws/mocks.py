@@ -37,6 +37,13 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state.setdefault("bucket", f"{name}-bucket")
         if args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
             state.update(latestVersion=1)
+        if args.typ == "aws:rds/cluster:Cluster":
+            state.update(clusterIdentifier=name, endpoint=f"{name}.cluster-abc123.us-east-1.rds.amazonaws.com",
+                         readerEndpoint=f"{name}.cluster-ro-abc123.us-east-1.rds.amazonaws.com", port=DATABASE_PORT)
+        if args.typ == "aws:rds/clusterInstance:ClusterInstance":
+            state.update(identifier=name, endpoint=f"{name}.abc123.us-east-1.rds.amazonaws.com", port=DATABASE_PORT)
+        if args.typ == "aws:rds/proxyEndpoint:ProxyEndpoint":
+            state.update(endpoint=f"{name}.endpoint.proxy-abc.us-east-1.rds.amazonaws.com")
         if args.typ == "aws:rds/proxy:Proxy":
             state.update(endpoint=f"{name}.proxy-abc.us-east-1.rds.amazonaws.com")
         return f"{name}-id", state

@@ -30,7 +30,7 @@ class ParameterSetting:
 @dataclass
 class ParameterGroupArgs:
     family: str
-    """The engine family, such as `postgres17` (the major version of the instances that use it)."""
+    """The engine family, such as `postgres17` or `aurora-postgresql17` (the major version of the instances that use it)."""
     parameters: list[ParameterSetting] = field(default_factory=list)
     """The settings; `infra.planning.parameters.primary_parameters` computes a tuned set."""
     description: str = "tuned by mlflow-infra"
@@ -40,18 +40,31 @@ class ParameterGroupArgs:
 APPLY_METHODS = ("immediate", "pending-reboot")
 
 
-def parameter_group(name: str, args: ParameterGroupArgs, opts: pulumi.ResourceOptions) -> aws.rds.ParameterGroup:
-    """The RDS parameter group itself; inputs are checked first, so a bad one provisions nothing."""
-    if not args.family.startswith("postgres"):
-        raise ValueError(f"ParameterGroupArgs.family: {args.family!r} is not allowed; expected postgres<major>, such as postgres17")
+FAMILY_PREFIXES = ("postgres", "aurora-postgresql")
+
+
+def check_parameter_group(args: ParameterGroupArgs) -> None:
+    """A PostgreSQL family (RDS `postgres17`, Aurora `aurora-postgresql17`) and known apply methods."""
+    major = next((args.family[len(prefix):] for prefix in FAMILY_PREFIXES if args.family.startswith(prefix)), "")
+    if not major.isdigit():
+        raise ValueError(f"ParameterGroupArgs.family: {args.family!r} is not allowed; expected postgres<major> or"
+                         " aurora-postgresql<major>, such as postgres17")
     for p in args.parameters:
         if p.apply_method not in APPLY_METHODS:
             raise ValueError(f"ParameterGroupArgs.parameters: {p.name} apply_method {p.apply_method!r} is not allowed;"
                              f" expected one of {', '.join(APPLY_METHODS)}")
+
+
+def settings(args: ParameterGroupArgs) -> list[dict[str, str]]:
+    return [{"name": p.name, "value": p.value, "apply_method": p.apply_method} for p in args.parameters]
+
+
+def parameter_group(name: str, args: ParameterGroupArgs, opts: pulumi.ResourceOptions) -> aws.rds.ParameterGroup:
+    """The RDS parameter group itself; inputs are checked first, so a bad one provisions nothing."""
+    check_parameter_group(args)
     return aws.rds.ParameterGroup(
         name, family=args.family, description=args.description,
-        parameters=[{"name": p.name, "value": p.value, "apply_method": p.apply_method} for p in args.parameters],
-        tags=args.tags, opts=opts)
+        parameters=settings(args), tags=args.tags, opts=opts)
 
 
 class TrackingParameterGroup(pulumi.ComponentResource):

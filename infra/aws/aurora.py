@@ -1,0 +1,188 @@
+"""The tracking database on Aurora PostgreSQL, for a workload that outgrows one RDS primary and a few
+instance replicas (the plan's `database.engine`): one cluster on shared storage that grows by itself,
+a writer and readers spread over the training zones, reader autoscaling on CPU, the tuned parameters
+in the cluster and instance groups Aurora takes them in, and RDS Proxy with a read-only endpoint
+when the connection budget needs one. Encrypted with the stack's key, private, monitored, and
+protected in production, as TrackingDatabase is. Rules it relies on: docs/aws-constraints.md."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+
+from .database import LOG_EXPORTS_AURORA, ProxySettings, enhanced_monitoring_role, key_and_secrets, rds_proxy
+from .parameter_group import ParameterGroupArgs, ParameterSetting, check_parameter_group, parameter_group, settings
+from ..endpoints import DATABASE_NAME, DATABASE_USERNAME, TARGET_TAG
+
+ENGINE = "aurora-postgresql"
+MAX_READERS = 15          # "one primary DB instance and up to 15 Aurora Replicas" (aurora-replicas-adding.html)
+STORAGE_TYPES = ("", "aurora-iopt1")  # Standard ("": the API never echoes "aurora") or I/O-Optimized
+SCALING_COOLDOWN_S = 300  # Application Auto Scaling's default for Aurora replicas
+
+
+@dataclass
+class AuroraArgs:
+    """The tracking database as an Aurora PostgreSQL cluster: plain values, each with a safe default
+    where one exists. `MlflowTracking` fills them from the plan; alone, pass what your environment needs."""
+
+    subnet_ids: pulumi.Input[list[str]]
+    """Private subnets in at least two zones."""
+    security_group_ids: list[pulumi.Input[str]]
+    """Security groups of the instances: allow 5432 from the servers (and the proxy) only."""
+    instance_class: str = "db.r7g.large"
+    """The writer's class; readers run the same, as the ones autoscaling adds do."""
+    engine_version: str = "17"
+    storage_type: str = ""
+    """"" for Aurora Standard, "aurora-iopt1" for I/O-Optimized (no charge per I/O)."""
+    writer_zone: str | None = None
+    reader_zones: list[str] = field(default_factory=list)
+    """One reader per entry, in that zone: the readers the cluster keeps at least (failover targets)."""
+    readers_max: int = 0
+    """Reader autoscaling's ceiling (on the readers' average CPU); at most 15. 0 or len(reader_zones): none."""
+    reader_target_cpu_percent: int = 60
+    cluster_parameters: list[ParameterSetting] = field(default_factory=list)
+    instance_parameters: list[ParameterSetting] = field(default_factory=list)
+    backup_retention_days: int = 7
+    deletion_protection: bool = True
+    protect: bool = True
+    """Pulumi's protect: a change that would replace or delete the cluster fails instead."""
+    monitoring_interval_seconds: int = 60
+    performance_insights_retention_days: int = 7
+    proxy: ProxySettings | None = None
+    proxy_security_group_ids: list[pulumi.Input[str]] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def check_aurora(args: AuroraArgs) -> None:
+    """Bad arguments raise before anything is declared: one message naming the field, value and what is allowed."""
+    if args.storage_type not in STORAGE_TYPES:
+        raise ValueError(f"AuroraArgs.storage_type: {args.storage_type!r} is not allowed; expected '' (Standard) or 'aurora-iopt1'")
+    if len(args.reader_zones) > MAX_READERS:
+        raise ValueError(f"AuroraArgs.reader_zones: {len(args.reader_zones)} given; expected at most {MAX_READERS} readers")
+    if args.readers_max and not len(args.reader_zones) <= args.readers_max <= MAX_READERS:
+        raise ValueError(f"AuroraArgs.readers_max: {args.readers_max} is not allowed; expected 0 or from"
+                         f" len(reader_zones) ({len(args.reader_zones)}) to {MAX_READERS}")
+    if not 10 <= args.reader_target_cpu_percent <= 90:
+        raise ValueError(f"AuroraArgs.reader_target_cpu_percent: {args.reader_target_cpu_percent} is not allowed; expected 10 to 90")
+
+
+class TrackingAuroraCluster(pulumi.ComponentResource):
+    """Outputs: `endpoint` (writes: the writer, or the proxy), `reader_endpoint` (the UI's reads: the
+    cluster's reader endpoint, or the proxy's read-only one), `secret_arn`, `master_secret_arn`."""
+
+    def __init__(self, name: str, args: AuroraArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlflow-infra:database:TrackingAuroraCluster", name, None, opts)
+        check_aurora(args)
+        family = f"{ENGINE}{args.engine_version.split('.')[0]}"
+        cluster_group_args = ParameterGroupArgs(family, args.cluster_parameters, f"{name} cluster: tuned by mlflow-infra", args.tags)
+        check_parameter_group(cluster_group_args)
+        child = pulumi.ResourceOptions(parent=self)
+        keep = pulumi.ResourceOptions(parent=self, protect=args.protect)
+        tags = args.tags
+
+        self.key, self.master_secret, self.app_secret = key_and_secrets(name, tags, child, keep)
+        subnet_group = aws.rds.SubnetGroup(f"{name}-subnets", subnet_ids=args.subnet_ids, tags=tags, opts=child)
+        self.cluster_parameter_group = aws.rds.ClusterParameterGroup(
+            f"{name}-cluster", family=family, description=cluster_group_args.description,
+            parameters=settings(cluster_group_args), tags=tags, opts=child)
+        self.instance_parameter_group = parameter_group(f"{name}-instances", ParameterGroupArgs(
+            family, args.instance_parameters, f"{name} writer and readers: tuned by mlflow-infra", tags), child)
+        monitoring_role = enhanced_monitoring_role(name, tags, child)
+
+        self.cluster = aws.rds.Cluster(
+            f"{name}-cluster",
+            engine=ENGINE,
+            engine_version=args.engine_version,
+            database_name=DATABASE_NAME,
+            master_username=DATABASE_USERNAME,
+            # the stack's own secret, as on RDS: the migrate step and doctor read it the same way
+            master_password=self.master_secret.password,
+            db_subnet_group_name=subnet_group.name,
+            vpc_security_group_ids=args.security_group_ids,
+            db_cluster_parameter_group_name=self.cluster_parameter_group.name,
+            storage_encrypted=True,
+            kms_key_id=self.key.arn,
+            storage_type=args.storage_type,
+            backup_retention_period=args.backup_retention_days,
+            preferred_backup_window="03:00-04:00",
+            preferred_maintenance_window="sun:04:30-sun:05:30",
+            deletion_protection=args.deletion_protection,
+            skip_final_snapshot=not args.protect,
+            final_snapshot_identifier=f"{name}-final" if args.protect else None,
+            copy_tags_to_snapshot=True,
+            enabled_cloudwatch_logs_exports=LOG_EXPORTS_AURORA,
+            apply_immediately=False,
+            tags={**tags, TARGET_TAG: "cluster"},
+            opts=keep,
+        )
+        common = dict(
+            cluster_identifier=self.cluster.id,
+            engine=ENGINE,
+            instance_class=args.instance_class,
+            db_subnet_group_name=subnet_group.name,
+            db_parameter_group_name=self.instance_parameter_group.name,
+            publicly_accessible=False,
+            performance_insights_enabled=True,
+            performance_insights_kms_key_id=self.key.arn,
+            performance_insights_retention_period=args.performance_insights_retention_days,
+            monitoring_interval=args.monitoring_interval_seconds,
+            monitoring_role_arn=monitoring_role.arn,
+            auto_minor_version_upgrade=True,
+            copy_tags_to_snapshot=True,
+            apply_immediately=False,
+        )
+        # the cluster's first instance becomes its writer: the readers wait for it
+        self.writer = aws.rds.ClusterInstance(
+            f"{name}-writer", availability_zone=args.writer_zone, promotion_tier=0,
+            tags={**tags, TARGET_TAG: "writer"}, **common, opts=keep)
+        self.readers = [
+            aws.rds.ClusterInstance(
+                f"{name}-reader-{i}", availability_zone=zone, promotion_tier=1,
+                tags={**tags, TARGET_TAG: f"reader-{i}"}, **common,
+                opts=pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(depends_on=[self.writer])))
+            for i, zone in enumerate(args.reader_zones)]
+        self.scaling_target = None
+        if args.readers_max > len(args.reader_zones):
+            self._reader_autoscaling(name, args, child)
+
+        self.secret_arn = self.app_secret.arn
+        self.master_secret_arn = self.master_secret.arn
+        self.proxy = None
+        self.reader_endpoint = self.cluster.reader_endpoint
+        if args.proxy is not None:
+            self.proxy = rds_proxy(name, args.proxy, self.secret_arn, self.key.arn, args.subnet_ids,
+                                   args.proxy_security_group_ids, tags, child)
+            aws.rds.ProxyTarget(f"{name}-proxy", db_proxy_name=self.proxy.name, target_group_name="default",
+                                db_cluster_identifier=self.cluster.cluster_identifier,
+                                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.writer])))
+            if args.reader_zones:  # a read-only proxy endpoint refuses every request while the cluster has no reader
+                self.proxy_reader = aws.rds.ProxyEndpoint(
+                    f"{name}-proxy-ro", db_proxy_name=self.proxy.name, db_proxy_endpoint_name=f"{name}-ro",
+                    vpc_subnet_ids=args.subnet_ids, vpc_security_group_ids=args.proxy_security_group_ids,
+                    target_role="READ_ONLY", tags=tags, opts=child)
+                self.reader_endpoint = self.proxy_reader.endpoint
+        self.endpoint = self.proxy.endpoint if self.proxy is not None else self.cluster.endpoint
+        self.replica_endpoints = [self.reader_endpoint] if args.reader_zones or args.readers_max else []
+        self.register_outputs({"endpoint": self.endpoint, "reader_endpoint": self.reader_endpoint,
+                               "writer_endpoint": self.cluster.endpoint, "secret_arn": self.secret_arn,
+                               "master_secret_arn": self.master_secret_arn})
+
+    def _reader_autoscaling(self, name: str, args: AuroraArgs, child: pulumi.ResourceOptions) -> None:
+        """Application Auto Scaling adds readers (of the writer's class, promotion tier 15) above the
+        managed ones while the readers' average CPU is over the target, and removes only its own."""
+        after = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.writer, *self.readers]))
+        self.scaling_target = aws.appautoscaling.Target(
+            f"{name}-readers", service_namespace="rds", scalable_dimension="rds:cluster:ReadReplicaCount",
+            resource_id=self.cluster.cluster_identifier.apply(lambda c: f"cluster:{c}"),
+            min_capacity=len(args.reader_zones), max_capacity=args.readers_max, tags=args.tags, opts=after)
+        aws.appautoscaling.Policy(
+            f"{name}-readers-cpu", policy_type="TargetTrackingScaling",
+            service_namespace=self.scaling_target.service_namespace, scalable_dimension=self.scaling_target.scalable_dimension,
+            resource_id=self.scaling_target.resource_id,
+            target_tracking_scaling_policy_configuration={
+                "predefined_metric_specification": {"predefined_metric_type": "RDSReaderAverageCPUUtilization"},
+                "target_value": float(args.reader_target_cpu_percent),
+                "scale_in_cooldown": SCALING_COOLDOWN_S, "scale_out_cooldown": SCALING_COOLDOWN_S},
+            opts=child)
