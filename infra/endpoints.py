@@ -28,6 +28,7 @@ MASTER_SECRET_TARGET = "master-secret"
 SCHEMA_WAIT_ENV = "MLFLOW_INFRA_SCHEMA_WAIT_S"
 # migrate only: the primary's RDS instance identifier, snapshotted before a schema upgrade
 DB_INSTANCE_ENV = "DB_INSTANCE_ID"
+DB_CLUSTER_ENV = "DB_CLUSTER_ID"   # Aurora: the migrate step snapshots the cluster before an upgrade
 # EC2: the container's ECS `secrets` (names and valueFrom references, never values) as JSON; the
 # entrypoint reads them with the instance role and sets the variables, as ECS would
 SECRETS_ENV = "MLFLOW_INFRA_SECRETS"

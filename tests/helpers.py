@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import botocore.session
+import pulumi
+from botocore.validate import ParamValidator
+
 from infra import load_environment
-from infra.aws.mocks import render_stack
+from infra.aws.mocks import RecordingMocks, render_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ["dev", "staging", "prod"]
@@ -60,3 +64,60 @@ placement:
 
 def minimal(tier="staging", jobs=20, calls=10, metrics=10, runs=500, retention=30, users=5) -> str:
     return MINIMAL.format(tier=tier, jobs=jobs, calls=calls, metrics=metrics, runs=runs, retention=retention, users=users)
+
+
+def build_alone(component):
+    """Run `component()` under Pulumi's mocks; return the recorded resources."""
+    mocks = RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project="alone", stack="test", preview=False)
+
+    @pulumi.runtime.test
+    def run():
+        component()
+
+    run()
+    return mocks
+
+
+# ---------------------------------------------------------------------------------------------
+# API inputs against botocore's service models
+
+SESSION = botocore.session.get_session()
+
+
+def enum_errors(value, shape, path="") -> list[str]:
+    """botocore's validator checks types and ranges, not enums: walk the shape for those."""
+    errors = []
+    if shape.type_name == "structure" and isinstance(value, dict):
+        for key, item in value.items():
+            if key in shape.members:
+                errors += enum_errors(item, shape.members[key], f"{path}.{key}")
+    elif shape.type_name == "list" and isinstance(value, list):
+        for i, item in enumerate(value):
+            errors += enum_errors(item, shape.member, f"{path}[{i}]")
+    elif shape.type_name == "string" and shape.enum and value not in shape.enum:
+        errors.append(f"{path}: {value!r} not in {shape.enum}")
+    return errors
+
+
+def validate(service: str, operation: str, params: dict) -> None:
+    shape = SESSION.get_service_model(service).operation_model(operation).input_shape
+    report = ParamValidator().validate(params, shape)
+    assert not report.has_errors(), report.generate_report()
+    assert not enum_errors(params, shape)
+
+
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # pulumi.runtime.rpc._special_sig_key's secret marker
+
+
+def wire(value):
+    """Pulumi's RPC carries numbers as doubles; the provider sends integral ones as integers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [wire(v) for v in value]
+    if isinstance(value, dict):
+        if SECRET_SIG in value:  # a Pulumi secret, as the mocks see it: the provider gets its value
+            return wire(value["value"])
+        return {k: wire(v) for k, v in value.items()}
+    return value

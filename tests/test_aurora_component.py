@@ -12,8 +12,7 @@ from infra.aws.database import ProxySettings
 from infra.aws.parameter_group import ParameterSetting
 from infra.planning.aurora_parameters import aurora_parameters
 from infra.planning.parameters import ParameterInputs
-from test_aws_models import validate, wire
-from test_components_alone import build
+from helpers import build_alone as build, validate, wire
 
 INPUTS = ParameterInputs(memory_bytes=64 * 2**30, vcpu=8, max_connections=800, engine_major=17)
 

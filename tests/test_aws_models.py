@@ -6,44 +6,19 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 
-import botocore.session
 import pytest
-from botocore.validate import ParamValidator
 
-from helpers import ROOT, SHIPPED, render
+from helpers import ROOT, SHIPPED, render, validate, wire
 from infra import load_environment, plan
 from infra.aws.instance import user_data
 from infra.aws.rendering import Runtime, container_definitions
 
-SESSION = botocore.session.get_session()
 RUNTIME = Runtime(image="123456789012.dkr.ecr.us-east-1.amazonaws.com/mlflow:3.17.2", region="us-east-1",
                   db_host="db.abc.us-east-1.rds.amazonaws.com", db_port=5432,
                   replica_host="replica.abc.us-east-1.rds.amazonaws.com",
                   secret_arn="arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-1a2b3c",
                   log_group="/mlflow/prod", artifacts_destination="s3://mlflow-artifacts/artifacts",
                   load_balancer_host="internal-mlflow-api-123.us-east-1.elb.amazonaws.com")
-
-
-def enum_errors(value, shape, path="") -> list[str]:
-    """botocore's validator checks types and ranges, not enums: walk the shape for those."""
-    errors = []
-    if shape.type_name == "structure" and isinstance(value, dict):
-        for key, item in value.items():
-            if key in shape.members:
-                errors += enum_errors(item, shape.members[key], f"{path}.{key}")
-    elif shape.type_name == "list" and isinstance(value, list):
-        for i, item in enumerate(value):
-            errors += enum_errors(item, shape.member, f"{path}[{i}]")
-    elif shape.type_name == "string" and shape.enum and value not in shape.enum:
-        errors.append(f"{path}: {value!r} not in {shape.enum}")
-    return errors
-
-
-def validate(service: str, operation: str, params: dict) -> None:
-    shape = SESSION.get_service_model(service).operation_model(operation).input_shape
-    report = ParamValidator().validate(params, shape)
-    assert not report.has_errors(), report.generate_report()
-    assert not enum_errors(params, shape)
 
 
 def tier_of(p, role):
@@ -89,21 +64,7 @@ PULUMI_TO_RDS = {
     "autoMinorVersionUpgrade": "AutoMinorVersionUpgrade", "availabilityZone": "AvailabilityZone",
     "backupWindow": "PreferredBackupWindow", "maintenanceWindow": "PreferredMaintenanceWindow",
 }
-SECRET_SIG = "4dabf18193072939515e22adb298388d"  # pulumi.runtime.rpc._special_sig_key's secret marker
 NOT_IN_CREATE = {"skipFinalSnapshot", "finalSnapshotIdentifier", "applyImmediately", "tags", "replicateSourceDb"}
-
-
-def wire(value):
-    """Pulumi's RPC carries numbers as doubles; the provider sends integral ones as integers."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, list):
-        return [wire(v) for v in value]
-    if isinstance(value, dict):
-        if SECRET_SIG in value:  # a Pulumi secret, as the mocks see it: the provider gets its value
-            return wire(value["value"])
-        return {k: wire(v) for k, v in value.items()}
-    return value
 
 
 @pytest.fixture(scope="module", params=SHIPPED)

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import ast
 
-import pulumi
 import pytest
 
-from helpers import ROOT
+from helpers import ROOT, build_alone as build
 from infra.aws import (
     ArtifactsArgs,
     ArtifactStore,
@@ -23,7 +22,6 @@ from infra.aws import (
     TrackingNetwork,
     TrackingParameterGroup,
 )
-from infra.aws.mocks import RecordingMocks
 from infra.planning.alarms import AlarmPlan
 
 COMPONENT_MODULES = sorted(p for p in (ROOT / "infra" / "aws").glob("*.py") if p.name not in ("__init__.py", "mocks.py"))
@@ -45,19 +43,6 @@ def test_components_do_no_arithmetic_and_import_no_planning_constant(path):
     constants = [f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and "planning" in (n.module or "")
                  for a in n.names if a.name.isupper()]
     assert not constants, f"{path.name}: imports planning constants {constants}; read the figure from the plan instead"
-
-
-def build(component):
-    """Run `component()` under Pulumi's mocks; return the recorded resources."""
-    mocks = RecordingMocks()
-    pulumi.runtime.set_mocks(mocks, project="alone", stack="test", preview=False)
-
-    @pulumi.runtime.test
-    def run():
-        component()
-
-    run()
-    return mocks
 
 
 def test_database_alone_in_an_existing_vpc():

@@ -1,12 +1,15 @@
-"""The resource graphs of `prod`, `prod` with `tracking.auth: basic` and `prod` with
-`database.read_replicas: 3`, rendered under mocks written here (not infra.aws.mocks), checked
+"""The resource graphs of `prod`, `prod` with `tracking.auth: basic`, `prod` with
+`database.read_replicas: 3` and `prod` on Aurora, rendered under mocks written here (not infra.aws.mocks), checked
 against the platform's constraints in plain Python:
 
 1. no read replica of an instance whose master password RDS manages (and the source has a password);
 2. no alarm topic on `alias/aws/sns`; an encrypted topic's key is in the graph and lets CloudWatch use it;
 3. with basic-auth, every server container gets the Flask secret key and the admin password as ECS
    secrets from a Secrets Manager secret of the graph, and nothing points MLflow at SQLite;
-4. every replica is read by a UI container, and each UI task reads exactly one replica.
+4. every replica is read by a UI container, and each UI task reads exactly one replica;
+5. `prod` with `database.engine: aurora`: an encrypted Aurora PostgreSQL cluster with a writer and
+   readers, reader autoscaling on rds:cluster:ReadReplicaCount, the UI reading the cluster's reader
+   endpoint and the API writing through its writer endpoint.
 
 The mocks decide every computed value (ids, ARNs, addresses) so that each reference can be traced
 back to the one resource it came from.
@@ -38,6 +41,9 @@ REGION = "us-east-1"
 DB_PORT = 5432
 
 RDS_INSTANCE = "aws:rds/instance:Instance"
+RDS_CLUSTER = "aws:rds/cluster:Cluster"
+CLUSTER_INSTANCE = "aws:rds/clusterInstance:ClusterInstance"
+SCALING_TARGET = "aws:appautoscaling/target:Target"
 SNS_TOPIC = "aws:sns/topic:Topic"
 KMS_KEY = "aws:kms/key:Key"
 KMS_ALIAS = "aws:kms/alias:Alias"
@@ -55,7 +61,9 @@ VARIANTS: dict[str, str | None] = {
     "prod": None,
     "prod-auth-basic": "tracking:\n  auth: basic\n",
     "prod-3-replicas": "database:\n  read_replicas: 3\n",
+    "prod-aurora": "database:\n  engine: aurora\n",
 }
+AURORA = "prod-aurora"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -119,6 +127,19 @@ class IndependentMocks(pulumi.runtime.Mocks):
             state.update(identifier=identifier, address=address, port=DB_PORT, endpoint=f"{address}:{DB_PORT}",
                          arn=f"arn:aws:rds:{REGION}:{ACCOUNT}:db:{identifier}", resourceId=f"db-{tag.upper()}")
             rid = identifier
+        elif typ == RDS_CLUSTER:
+            identifier = inputs.get("clusterIdentifier") or f"cl-{tag}-{name}"
+            state.update(clusterIdentifier=identifier, endpoint=f"{name}.cluster.independent.rds.test",
+                         readerEndpoint=f"{name}.cluster-ro.independent.rds.test", port=DB_PORT,
+                         arn=f"arn:aws:rds:{REGION}:{ACCOUNT}:cluster:{identifier}")
+            rid = identifier
+        elif typ == CLUSTER_INSTANCE:
+            identifier = inputs.get("identifier") or f"db-{tag}-{name}"
+            state.update(identifier=identifier, endpoint=f"{name}.instance.independent.rds.test", port=DB_PORT,
+                         arn=f"arn:aws:rds:{REGION}:{ACCOUNT}:db:{identifier}")
+            rid = identifier
+        elif typ == "aws:rds/clusterParameterGroup:ClusterParameterGroup":
+            state.setdefault("name", f"{name}-{tag}")
         elif typ == "aws:rds/proxy:Proxy":
             state.update(endpoint=f"{name}.proxy.independent.rds.test",
                          arn=f"arn:aws:rds:{REGION}:{ACCOUNT}:db-proxy:prx-{tag}", name=inputs.get("name") or f"{name}-{tag}")
@@ -270,7 +291,7 @@ def graphs(tmp_path_factory):
     return get
 
 
-ALL = pytest.mark.parametrize("variant", list(VARIANTS))
+ALL = pytest.mark.parametrize("variant", [v for v in VARIANTS if v != AURORA])  # the RDS graphs
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -444,3 +465,62 @@ def test_every_replica_is_read_by_a_ui_container(graphs, variant):
     assert not unread, (
         f"{variant}: replicas {unread} are read by no UI container (UI tasks {[t.name for t, _ in ui_tasks]} read"
         f" {', '.join(f'{replicas[h]} ({h}) in {where}' for h, where in sorted(read.items()))})")
+
+
+# ---------------------------------------------------------------------------------------------------
+# 5. prod on Aurora: an encrypted cluster, a writer and readers, reader autoscaling, the UI on the
+#    reader endpoint and the API on the writer's
+# ---------------------------------------------------------------------------------------------------
+
+def _containers(g: Graph, family_part: str) -> list[dict]:
+    return [c for task, containers in g.task_definitions() if family_part in task.name for c in containers]
+
+
+def _env(container: dict) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container.get("environment", [])}
+
+
+def test_aurora_prod_is_an_encrypted_cluster_of_a_writer_and_readers(graphs):
+    g = graphs(AURORA)
+    assert not g.of_type(RDS_INSTANCE), f"{AURORA}: RDS instances {[r.name for r in g.of_type(RDS_INSTANCE)]} beside the cluster"
+    clusters = g.of_type(RDS_CLUSTER)
+    assert len(clusters) == 1, f"{AURORA}: {len(clusters)} clusters; expected one"
+    cluster = clusters[0]
+    assert cluster.inputs["engine"] == "aurora-postgresql" and cluster.inputs["storageEncrypted"] is True
+    keys = {k.state["arn"] for k in g.of_type(KMS_KEY)}
+    assert cluster.inputs.get("kmsKeyId") in keys, f"{AURORA}: the cluster's key {cluster.inputs.get('kmsKeyId')!r} is not a key of the graph"
+    members = [i for i in g.of_type(CLUSTER_INSTANCE) if i.inputs.get("clusterIdentifier") in (cluster.id, cluster.state["clusterIdentifier"])]
+    assert len(members) >= 2, f"{AURORA}: {len(members)} instances in the cluster; expected a writer and at least one reader"
+    assert len(members) == len(g.of_type(CLUSTER_INSTANCE)), f"{AURORA}: an instance of no cluster of the graph"
+
+
+def test_aurora_readers_autoscale_on_the_clusters_replica_count(graphs):
+    g = graphs(AURORA)
+    cluster = g.of_type(RDS_CLUSTER)[0]
+    targets = [t for t in g.of_type(SCALING_TARGET) if t.inputs.get("serviceNamespace") == "rds"]
+    assert len(targets) == 1, f"{AURORA}: {len(targets)} RDS scaling targets; expected one"
+    target = targets[0].inputs
+    assert (target["serviceNamespace"], target["scalableDimension"]) == ("rds", "rds:cluster:ReadReplicaCount")
+    assert target["resourceId"] == f"cluster:{cluster.state['clusterIdentifier']}"
+    assert target["maxCapacity"] > target["minCapacity"] >= 1
+
+
+def test_aurora_ui_reads_the_reader_endpoint_and_the_api_writes_the_writer_endpoint(graphs):
+    g = graphs(AURORA)
+    cluster = g.of_type(RDS_CLUSTER)[0].state
+    ui = [c for c in _containers(g, "-ui") if c.get("name") == SERVER_CONTAINER]
+    api = [c for c in _containers(g, "-api") if c.get("name") == SERVER_CONTAINER]
+    assert ui and api, f"{AURORA}: server containers ui {len(ui)}, api {len(api)}"
+    for container in ui:
+        env = _env(container)
+        assert env.get(REPLICA_HOST_ENV) == cluster["readerEndpoint"], (
+            f"{AURORA}: a UI server reads {env.get(REPLICA_HOST_ENV)!r}; expected the cluster's reader endpoint {cluster['readerEndpoint']!r}")
+        assert env.get("DB_HOST") == cluster["endpoint"], f"{AURORA}: a UI server's writes go to {env.get('DB_HOST')!r}"
+    for container in api:
+        env = _env(container)
+        assert env.get("DB_HOST") == cluster["endpoint"], (
+            f"{AURORA}: an API server writes to {env.get('DB_HOST')!r}; expected the cluster's writer endpoint {cluster['endpoint']!r}")
+        assert REPLICA_HOST_ENV not in env, f"{AURORA}: an API server reads a replica"
+    migrate = [_env(c) for c in _containers(g, "-api") if c.get("name") != SERVER_CONTAINER and "DB_CLUSTER_ID" in _env(c)]
+    assert migrate and all(e["DB_CLUSTER_ID"] == cluster["clusterIdentifier"] for e in migrate), (
+        f"{AURORA}: the migrate step does not snapshot the cluster before an upgrade")

@@ -56,6 +56,21 @@ def test_the_snapshot_is_taken_and_waited_for_and_a_retry_reuses_it():
     assert any("exists already" in line for line in said)
 
 
+@mock_aws
+def test_on_aurora_the_cluster_is_snapshotted_and_a_retry_reuses_it():
+    rds = boto3.client("rds", region_name="us-east-1")
+    rds.create_db_cluster(DBClusterIdentifier="mlflow-prod-db-cluster", Engine="aurora-postgresql", MasterUsername="mlflow",
+                          MasterUserPassword="x" * 20)
+    said: list[str] = []
+    name = "mlflow-prod-db-cluster-mlflow-a-to-b"
+    arn = take_snapshot("mlflow-prod-db-cluster", name, rds=rds, poll_s=0, say=said.append, kind="cluster")
+    assert arn.endswith(f":cluster-snapshot:{name}")
+    snapshot = rds.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier=name)["DBClusterSnapshots"][0]
+    assert (snapshot["DBClusterIdentifier"], snapshot["SnapshotType"], snapshot["Status"]) == ("mlflow-prod-db-cluster", "manual", "available")
+    assert take_snapshot("mlflow-prod-db-cluster", name, rds=rds, poll_s=0, say=said.append, kind="cluster") == arn
+    assert any("exists already" in line for line in said)
+
+
 # ---------------------------------------------------------------------------------------------
 # on a real database
 

@@ -38,14 +38,19 @@ def alarm_topic_key_policy(account_id: str, partition: str = "aws") -> str:
 
 
 def pre_upgrade_snapshot_policy(instance_arn: pulumi.Input[str]) -> pulumi.Output[str]:
-    """The migrate step's snapshot of the primary before a schema upgrade: create a manual snapshot of
-    this instance only, named after it (`INSTANCE-mlflow-...`), tag it (the instance copies its tags to
-    snapshots) and watch it become available. RDS authorizes CreateDBSnapshot on both the instance and
+    """The migrate step's snapshot of the primary (an instance ARN, or an Aurora cluster's) before a
+    schema upgrade: create a manual snapshot of this instance (or cluster) only, named after it
+    (`INSTANCE-mlflow-...`), tag it (the instance copies its tags to snapshots) and watch it become available. RDS authorizes CreateDBSnapshot on both the instance and
     the snapshot ARN (RDS User Guide, "Actions, resources, and condition keys for Amazon RDS")."""
     def document(arn: str) -> str:
-        snapshots = f"{arn.replace(':db:', ':snapshot:', 1)}-mlflow-*"
+        if ":cluster:" in arn:  # Aurora: the cluster's snapshot (CreateDBClusterSnapshot on cluster and cluster-snapshot)
+            snapshots, create, describe = f"{arn.replace(':cluster:', ':cluster-snapshot:', 1)}-mlflow-*", \
+                "rds:CreateDBClusterSnapshot", "rds:DescribeDBClusterSnapshots"
+        else:
+            snapshots, create, describe = f"{arn.replace(':db:', ':snapshot:', 1)}-mlflow-*", "rds:CreateDBSnapshot", \
+                "rds:DescribeDBSnapshots"
         return json.dumps({"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Action": "rds:CreateDBSnapshot", "Resource": [arn, snapshots]},
-            {"Effect": "Allow", "Action": ["rds:DescribeDBSnapshots", "rds:AddTagsToResource"], "Resource": snapshots}]})
+            {"Effect": "Allow", "Action": create, "Resource": [arn, snapshots]},
+            {"Effect": "Allow", "Action": [describe, "rds:AddTagsToResource"], "Resource": snapshots}]})
 
     return pulumi.Output.from_input(instance_arn).apply(document)

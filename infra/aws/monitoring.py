@@ -29,10 +29,14 @@ class MonitoringArgs:
 
 def target_dimensions(primary: pulumi.Input[str], replicas: list[pulumi.Input[str]], load_balancers: dict[str, pulumi.Input[str]],
                       fleets: dict[str, dict[str, pulumi.Input[str]]],
-                      target_groups: dict[str, pulumi.Input[str]] | None = None) -> dict[str, dict[str, pulumi.Input[str]]]:
+                      target_groups: dict[str, pulumi.Input[str]] | None = None,
+                      cluster: pulumi.Input[str] | None = None) -> dict[str, dict[str, pulumi.Input[str]]]:
     """The dimensions of every alarm target, from the resources' identifiers (`fleets` by service:
-    api, ui, ui-2, ...; `target_groups` by role, their ARN suffixes)."""
+    api, ui, ui-2, ...; `target_groups` by role, their ARN suffixes; `cluster`: an Aurora cluster's
+    identifier, `primary` then being its writer instance)."""
     found: dict[str, dict[str, pulumi.Input[str]]] = {"primary": {"DBInstanceIdentifier": primary}}
+    if cluster is not None:
+        found["cluster"] = {"DBClusterIdentifier": cluster}
     found.update({f"replica-{i}": {"DBInstanceIdentifier": r} for i, r in enumerate(replicas)})
     found.update({f"{role}-lb": {"LoadBalancer": suffix} for role, suffix in load_balancers.items()})
     found.update({f"{role}-tg": {"TargetGroup": suffix, "LoadBalancer": load_balancers[role]}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..endpoints import (APP_PASSWORD_ENV, APP_USERNAME_ENV, AUTH_ENV, AUTH_SECRET_KEYS, DATABASE_NAME, DB_INSTANCE_ENV,
+from ..endpoints import (APP_PASSWORD_ENV, APP_USERNAME_ENV, AUTH_ENV, AUTH_SECRET_KEYS, DATABASE_NAME, DB_CLUSTER_ENV, DB_INSTANCE_ENV,
                          READ_FALLBACK_HOST_ENV)
 from ..planning.plan import TierPlan
 
@@ -47,6 +47,7 @@ class Runtime:
     """The primary's own address, for the migrate step (RDS Proxy, if any, authenticates the app role
     only); None: `db_host`."""
     primary_instance_id: str | None = None
+    primary_cluster_id: str | None = None   # Aurora: the cluster, snapshotted before a schema upgrade
     """The primary's RDS instance identifier: the migrate step snapshots it before a schema upgrade."""
 
 
@@ -108,7 +109,10 @@ def migrate_environment(tier: TierPlan, rt: Runtime) -> dict[str, str]:
     env = database_environment(rt)
     if rt.primary_host:
         env["DB_HOST"] = rt.primary_host
-    if rt.primary_instance_id:
+    if rt.primary_cluster_id:
+        # Aurora: the snapshot before an upgrade is the cluster's (its instances have no snapshots of their own)
+        env.update({DB_CLUSTER_ENV: rt.primary_cluster_id, "AWS_REGION": rt.region})
+    elif rt.primary_instance_id:
         # the snapshot before an upgrade calls RDS in the primary's region (EC2's docker sets no region)
         env.update({DB_INSTANCE_ENV: rt.primary_instance_id, "AWS_REGION": rt.region})
     if AUTH_ENV in tier.server.environment:

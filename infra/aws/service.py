@@ -119,7 +119,10 @@ class ServiceArgs:
     db_instance_identifier: pulumi.Input[str] | None = None
     db_instance_arn: pulumi.Input[str] | None = None
     """The primary RDS instance: the migrate step (API tasks) snapshots it before a schema upgrade, and
-    its task role may do exactly that. None: no snapshot (a database this component does not manage)."""
+    its task role may do exactly that. None: no snapshot (a database this component does not manage).
+    On Aurora: the cluster's ARN, with `db_cluster_identifier`."""
+    db_cluster_identifier: pulumi.Input[str] | None = None
+    """Aurora: the cluster the migrate step snapshots instead of an instance."""
     auth_secret_arn: pulumi.Input[str] | None = None
     """Tiers with basic-auth only (tracking.auth: basic): a secret with JSON keys secret_key,
     admin_username and admin_password, encrypted with `kms_key_arn`. None generates one."""
@@ -206,11 +209,11 @@ class TrackingService(pulumi.ComponentResource):
         return pulumi.Output.all(self.image, region, args.db_endpoint, replica or "", args.secret_arn, log_group,
                                  args.artifacts_destination, self.fleets[role].load_balancer.dns_name,
                                  self.auth_secret_arn or "", args.master_secret_arn or "", args.db_primary_address or "",
-                                 args.db_instance_identifier or "").apply(
+                                 args.db_instance_identifier or "", args.db_cluster_identifier or "").apply(
             lambda v: Runtime(image=v[0], region=v[1], db_host=v[2], db_port=DATABASE_PORT, replica_host=v[3] or None,
                               secret_arn=v[4], log_group=v[5], artifacts_destination=v[6], load_balancer_host=v[7],
                               auth_secret_arn=v[8] or None, master_secret_arn=v[9] or None, primary_host=v[10] or None,
-                              primary_instance_id=v[11] or None))
+                              primary_instance_id=v[11] or None, primary_cluster_id=v[12] or None))
 
     def _task_role(self, name: str, tier: TierPlan, args: ServiceArgs, assume: str) -> aws.iam.Role:
         role = tier.role

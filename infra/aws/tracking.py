@@ -11,6 +11,7 @@ import pulumi
 from ..planning.plan import CapacityPlan, plan as make_plan
 from ..spec import EnvironmentSpec, SpecInvalid, load_environment
 from .artifacts import ArtifactsArgs, ArtifactStore
+from .aurora import AuroraArgs, TrackingAuroraCluster
 from .database import DatabaseArgs, ProxySettings, TrackingDatabase
 from .monitoring import MonitoringArgs, TrackingMonitoring, target_dimensions
 from .network import NetworkArgs, TrackingNetwork
@@ -69,6 +70,23 @@ def database_args(plan: CapacityPlan, network: TrackingNetwork) -> DatabaseArgs:
         proxy_security_group_ids=[network.proxy_sg.id], tags=plan.tags)
 
 
+def aurora_args(plan: CapacityPlan, network: TrackingNetwork) -> AuroraArgs:
+    db, proxy, engine = plan.database, plan.connection_budget.proxy, plan.database.engine
+    return AuroraArgs(
+        subnet_ids=network.private_subnet_ids, security_group_ids=[network.db_sg.id],
+        instance_class=db.instance.instance_class, engine_version=db.engine_version, storage_type=engine.aurora_storage_type,
+        writer_zone=plan.placement.training_availability_zones[0] if plan.placement.training_availability_zones else None,
+        reader_zones=list(plan.placement.replica_zones), readers_max=engine.readers_max,
+        cluster_parameters=ParameterSetting.from_plan(db.cluster_parameters),
+        instance_parameters=ParameterSetting.from_plan(db.primary_parameters),
+        backup_retention_days=db.backup_retention_days.value, deletion_protection=db.deletion_protection.value,
+        protect=plan.tier == "production", monitoring_interval_seconds=db.monitoring_interval_seconds,
+        performance_insights_retention_days=db.performance_insights_retention_days,
+        proxy=ProxySettings(proxy.max_connections_percent, proxy.max_idle_connections_percent,
+                            proxy.idle_client_timeout_seconds, proxy.require_tls) if proxy else None,
+        proxy_security_group_ids=[network.proxy_sg.id], tags=plan.tags)
+
+
 class MlflowTracking(pulumi.ComponentResource):
     """Provision the tracking platform for one environment.
 
@@ -88,7 +106,17 @@ class MlflowTracking(pulumi.ComponentResource):
         tags = plan.tags
 
         self.network = TrackingNetwork(f"{name}-net", network_args(spec, plan), opts=child)
-        self.database = TrackingDatabase(f"{name}-db", database_args(plan, self.network), opts=child)
+        aurora = plan.database.engine.engine == "aurora"
+        if aurora:
+            self.database = TrackingAuroraCluster(f"{name}-db", aurora_args(plan, self.network), opts=child)
+            writer, writer_address = self.database.writer, self.database.cluster.endpoint
+            snapshot_arn, cluster_id = self.database.cluster.arn, self.database.cluster.cluster_identifier
+            reader_ids = [r.identifier for r in self.database.readers]
+        else:
+            self.database = TrackingDatabase(f"{name}-db", database_args(plan, self.network), opts=child)
+            writer, writer_address = self.database.primary, self.database.primary.address
+            snapshot_arn, cluster_id = self.database.primary.arn, None
+            reader_ids = [r.identifier for r in self.database.replicas]
         a = plan.artifacts
         self.artifacts = ArtifactStore(f"{name}-artifacts", ArtifactsArgs(
             expire_after_days=a.expire_after_days.value, noncurrent_version_expire_days=a.noncurrent_version_expire_days,
@@ -100,8 +128,8 @@ class MlflowTracking(pulumi.ComponentResource):
             api_lb_security_group_id=self.network.api_lb_sg.id, ui_lb_security_group_id=self.network.ui_lb_sg.id,
             db_endpoint=self.database.endpoint, replica_endpoints=self.database.replica_endpoints,
             secret_arn=self.database.secret_arn, master_secret_arn=self.database.master_secret_arn,
-            db_primary_address=self.database.primary.address, db_instance_identifier=self.database.primary.identifier,
-            db_instance_arn=self.database.primary.arn, kms_key_arn=self.database.key.arn,
+            db_primary_address=writer_address, db_instance_identifier=writer.identifier,
+            db_instance_arn=snapshot_arn, db_cluster_identifier=cluster_id, kms_key_arn=self.database.key.arn,
             bucket_arn=self.artifacts.bucket.arn, artifacts_destination=self.artifacts.destination,
             image=spec.tracking.image, ui_internet_facing=spec.tracking.ui.internet_facing,
             ui_certificate_arn=spec.tracking.ui.certificate_arn,
@@ -110,14 +138,14 @@ class MlflowTracking(pulumi.ComponentResource):
         self.monitoring = TrackingMonitoring(f"{name}-mon", MonitoringArgs(
             alarms=list(plan.alarms), region=plan.region, email=list(spec.alarms.email), tags=tags,
             dimensions=target_dimensions(
-                self.database.primary.identifier, [r.identifier for r in self.database.replicas],
+                writer.identifier, [] if aurora else reader_ids,
                 {role: f.load_balancer.arn_suffix for role, f in fleets.items()},
                 {name: dims for f in fleets.values() for name, dims in fleet_dimensions(self.service, f).items()},
-                {role: f.target_group.arn_suffix for role, f in fleets.items()})), opts=child)
+                {role: f.target_group.arn_suffix for role, f in fleets.items()}, cluster=cluster_id)), opts=child)
 
         self.tracking_uri = self.service.api_url
         self.ui_url = self.service.ui_url
-        self.primary_endpoint = self.database.primary.address
+        self.primary_endpoint = writer_address
         self.replica_endpoints = pulumi.Output.all(*self.database.replica_endpoints)
         self.client_security_group_id = self.network.client_sg.id
         self.artifact_bucket = self.artifacts.bucket.bucket
@@ -144,10 +172,14 @@ def fleet_dimensions(service: TrackingService, fleet: FleetResources) -> dict[st
 
 def plan_summary(plan: CapacityPlan) -> dict:
     db, t, b = plan.database, plan.tracking, plan.connection_budget
+    e = db.engine
+    aurora = e.engine == "aurora"
     return {
-        "environment": plan.environment, "tier": plan.tier,
-        "database": f"{db.instance.instance_class}{' Multi-AZ' if db.multi_az.value else ''} + {db.replicas.count} replica(s)",
-        "storage": f"{db.storage.allocated_gib} GiB gp3 (autoscaling to {db.storage.max_allocated_gib}), {db.storage.iops} IOPS",
+        "environment": plan.environment, "tier": plan.tier, "engine": e.engine,
+        "database": (f"Aurora {db.instance.instance_class} writer + {e.readers_min}-{e.readers_max} reader(s)" if aurora else
+                     f"{db.instance.instance_class}{' Multi-AZ' if db.multi_az.value else ''} + {db.replicas.count} replica(s)"),
+        "storage": (f"Aurora {'I/O-Optimized' if e.aurora_storage_type else 'Standard'}, grows by itself" if aurora else
+                    f"{db.storage.allocated_gib} GiB gp3 (autoscaling to {db.storage.max_allocated_gib}), {db.storage.iops} IOPS"),
         "api": f"{t.api.min_count}-{t.api.max_count} x {t.api.vcpu:g} vCPU / {t.api.memory_gib:g} GiB, {t.api.workers} workers",
         "ui": f"{t.ui.min_count}-{t.ui.max_count} x {t.ui.vcpu:g} vCPU / {t.ui.memory_gib:g} GiB, {t.ui.workers} workers",
         "max_connections": b.max_connections, "rds_proxy": b.rds_proxy,

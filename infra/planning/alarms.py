@@ -4,7 +4,7 @@ instance's memory, max_connections, the storage autoscaling ceiling). The monito
 loops over it and the cost estimate counts it; neither decides a number.
 
 Each alarm names its `target` (what its dimensions point at) instead of the dimensions themselves,
-which are only known once resources exist: `primary`, `replica-<i>`, `api-lb`, `ui-lb`, `ui-tg`
+which are only known once resources exist: `primary`, `replica-<i>`, `cluster` (Aurora), `api-lb`, `ui-lb`, `ui-tg`
 (the UI's target group), `api-fleet`, `ui-fleet` (and `ui-<n>-fleet` for the UI service of replica n).
 """
 
@@ -64,8 +64,11 @@ def free_storage_percent(free_percent: int, autoscaling: bool) -> float:
 
 
 def plan_alarms(alarms, *, memory_gib: float, max_connections: int, allocated_gib: int, max_allocated_gib: int,
-                replicas: int, compute: str, ui_services: int = 1) -> tuple[AlarmPlan, ...]:
-    """Every alarm, from the environment's `alarms:` section (`alarms`) and the plan's figures."""
+                replicas: int, compute: str, ui_services: int = 1, aurora: bool = False) -> tuple[AlarmPlan, ...]:
+    """Every alarm, from the environment's `alarms:` section (`alarms`) and the plan's figures. On
+    Aurora `primary` is the writer instance; its storage grows by itself (no free-space alarm), and
+    the readers' lag is the cluster's AuroraReplicaLagMaximum (milliseconds), which covers the
+    readers autoscaling adds."""
     a = alarms
     storage_percent = free_storage_percent(a.db_free_storage_percent, max_allocated_gib > allocated_gib)
     planned = [
@@ -82,8 +85,14 @@ def plan_alarms(alarms, *, memory_gib: float, max_connections: int, allocated_gi
         _alarm("db-disk-queue", "primary", "AWS/RDS", "DiskQueueDepth", GREATER, a.disk_queue_depth, "Average",
                "I/O queueing: gp3 IOPS or throughput below the write load"),
     ]
-    planned += [_alarm(f"replica-{i}-lag", f"replica-{i}", "AWS/RDS", "ReplicaLag", GREATER, a.replica_lag_seconds, "Maximum",
-                       "replica lag: the UI shows stale runs") for i in range(replicas)]
+    if aurora:
+        planned = [alarm for alarm in planned if alarm.key != "db-storage"]
+        if replicas:
+            planned.append(_alarm("readers-lag", "cluster", "AWS/RDS", "AuroraReplicaLagMaximum", GREATER,
+                                  a.replica_lag_seconds * 1000, "Maximum", "reader lag: the UI shows stale runs"))
+    else:
+        planned += [_alarm(f"replica-{i}-lag", f"replica-{i}", "AWS/RDS", "ReplicaLag", GREATER, a.replica_lag_seconds,
+                           "Maximum", "replica lag: the UI shows stale runs") for i in range(replicas)]
     planned += [_alarm(f"{role}-5xx", f"{role}-lb", "AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", GREATER,
                        a.load_balancer_5xx_per_minute, "Sum", f"{role} servers answer 5xx") for role in ("api", "ui")]
     planned.append(_alarm("api-latency-p99", "api-lb", "AWS/ApplicationELB", "TargetResponseTime", GREATER,

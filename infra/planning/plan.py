@@ -391,7 +391,7 @@ def plan(spec: EnvironmentSpec, k: Coefficients | None = None) -> CapacityPlan:
                                                          spec.alarms.api_p99_latency_ms, LOAD_BALANCER_IDLE_TIMEOUT_S)
     alarms = plan_alarms(spec.alarms, memory_gib=cls.memory_gib, max_connections=budget.max_connections,
                          allocated_gib=storage.allocated_gib, max_allocated_gib=storage.max_allocated_gib,
-                         replicas=replicas.count, compute=spec.tracking.compute, ui_services=max(1, read_endpoints))
+                         replicas=replicas.count, compute=spec.tracking.compute, ui_services=max(1, read_endpoints), aurora=aurora)
     cost = estimate(region=spec.region, db=instance, multi_az=spec.multi_az, replicas=replicas.count, storage=storage, engine=engine,
                     budget=budget, api=api, ui=ui, availability_zones=len(placement.availability_zones),
                     nat_gateway=placement.nat_gateway, creates_vpc=spec.placement.tracking_vpc == "new",

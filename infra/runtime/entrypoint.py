@@ -77,7 +77,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..endpoints import (APP_PASSWORD_ENV, APP_USERNAME_ENV, AUTH_APP, AUTH_DIR_ENV, AUTH_ENV, AUTH_SECRET_ARN_ENV,
-                         AUTH_SECRET_KEYS, DATABASE_NAME, DATABASE_PORT, DB_INSTANCE_ENV, HEALTH_PATH, MASTER_SECRET_ARN_ENV,
+                         AUTH_SECRET_KEYS, DATABASE_NAME, DATABASE_PORT, DB_CLUSTER_ENV, DB_INSTANCE_ENV, HEALTH_PATH, MASTER_SECRET_ARN_ENV,
                          READ_FALLBACK_HOST_ENV, READY_HOST_ENV, READY_PATH, READY_PORT_ENV, SCHEMA_WAIT_ENV, TRACKING_PORT,
                          auth_variables)
 from ..planning.server_command import (ALLOWED_HOSTS_ENV, ARTIFACTS_PLACEHOLDER, LOAD_BALANCER_HOST_PLACEHOLDER, PRIMARY_URI_ENV,
@@ -605,16 +605,18 @@ def run_migrate(env: Mapping[str, str]) -> int:
 
 
 def snapshot_before_upgrade(env: Mapping[str, str], schema) -> None:
-    """A manual snapshot of the primary (DB_INSTANCE_ID) before an upgrade of an existing schema: MLflow's
-    migrations have no downgrade. Without DB_INSTANCE_ID (the local topology) there is nothing to snapshot."""
-    instance = _value(env, DB_INSTANCE_ENV)
+    """A manual snapshot of the primary (DB_INSTANCE_ID), or of the Aurora cluster (DB_CLUSTER_ID),
+    before an upgrade of an existing schema: MLflow's migrations have no downgrade. Without either
+    (the local topology) there is nothing to snapshot."""
+    cluster = _value(env, DB_CLUSTER_ENV)
+    instance = cluster or _value(env, DB_INSTANCE_ENV)
     if not instance:
         print(f"mlflow-infra-entrypoint: {DB_INSTANCE_ENV} is not set: no snapshot before the upgrade", file=sys.stderr)
         return
     from .schema import snapshot_identifier, take_snapshot
 
     try:
-        take_snapshot(instance, snapshot_identifier(instance, schema.found, schema.expected))
+        take_snapshot(instance, snapshot_identifier(instance, schema.found, schema.expected), kind="cluster" if cluster else "instance")
     except ValueError as exc:
         raise EntrypointError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 (botocore's errors: no upgrade without the snapshot)

@@ -81,27 +81,41 @@ def snapshot_identifier(instance: str, found: str, expected: str) -> str:
     return name[:255].rstrip("-")
 
 
-def take_snapshot(instance: str, identifier: str, rds=None, poll_s: float = SNAPSHOT_POLL_S,
-                  max_attempts: int = SNAPSHOT_MAX_ATTEMPTS, say: Callable[[str], None] | None = None) -> str:
-    """Create a manual snapshot of `instance` and wait until it is available; an existing snapshot of
-    that name (a retried upgrade) is waited for instead. Returns its ARN."""
+# RDS's snapshot calls for an instance and for an Aurora cluster: (create, its identifier argument,
+# the snapshot's, the answer's key, "already exists" error codes, describe, waiter, the ARN's key)
+SNAPSHOT_API = {
+    "instance": ("create_db_snapshot", "DBInstanceIdentifier", "DBSnapshotIdentifier", "DBSnapshot",
+                 ("DBSnapshotAlreadyExists", "DBSnapshotAlreadyExistsFault"), "describe_db_snapshots", "DBSnapshots",
+                 "db_snapshot_available", "DBSnapshotArn"),
+    "cluster": ("create_db_cluster_snapshot", "DBClusterIdentifier", "DBClusterSnapshotIdentifier", "DBClusterSnapshot",
+                ("DBClusterSnapshotAlreadyExistsFault",), "describe_db_cluster_snapshots", "DBClusterSnapshots",
+                "db_cluster_snapshot_available", "DBClusterSnapshotArn"),
+}
+
+
+def take_snapshot(source: str, identifier: str, rds=None, poll_s: float = SNAPSHOT_POLL_S,
+                  max_attempts: int = SNAPSHOT_MAX_ATTEMPTS, say: Callable[[str], None] | None = None,
+                  kind: str = "instance") -> str:
+    """Create a manual snapshot of `source` (an RDS instance, or with kind "cluster" an Aurora cluster)
+    and wait until it is available; an existing snapshot of that name (a retried upgrade) is waited
+    for instead. Returns its ARN."""
     import boto3
     from botocore.exceptions import ClientError
 
+    create, source_key, snapshot_key, answer, exists, describe, listed, waiter, arn_key = SNAPSHOT_API[kind]
     say = say or (lambda line: print(f"mlflow-infra-entrypoint: {line}", file=sys.stderr))
     rds = rds or boto3.client("rds")
     try:
-        created = rds.create_db_snapshot(DBSnapshotIdentifier=identifier, DBInstanceIdentifier=instance)["DBSnapshot"]
-        say(f"snapshot {identifier} of {instance} started before the schema upgrade")
+        created = getattr(rds, create)(**{snapshot_key: identifier, source_key: source})[answer]
+        say(f"snapshot {identifier} of {source} started before the schema upgrade")
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "DBSnapshotAlreadyExists":
+        if exc.response.get("Error", {}).get("Code") not in exists:
             raise
-        created = rds.describe_db_snapshots(DBSnapshotIdentifier=identifier)["DBSnapshots"][0]
+        created = getattr(rds, describe)(**{snapshot_key: identifier})[listed][0]
         say(f"snapshot {identifier} exists already (a retried upgrade); waiting for it")
-    rds.get_waiter("db_snapshot_available").wait(
-        DBSnapshotIdentifier=identifier, WaiterConfig={"Delay": poll_s, "MaxAttempts": max_attempts})
+    rds.get_waiter(waiter).wait(**{snapshot_key: identifier, "WaiterConfig": {"Delay": poll_s, "MaxAttempts": max_attempts}})
     say(f"snapshot {identifier} is available")
-    return created["DBSnapshotArn"]
+    return created[arn_key]
 
 
 # ---------------------------------------------------------------------------------------------
