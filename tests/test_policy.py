@@ -101,8 +101,54 @@ EC2_CASES = {
 }
 
 
+# rules over an Aurora cluster (prod with database.engine: aurora): resource type, name suffix, mutation, fragment
+AURORA_CASES = {
+    "rds-storage-encrypted": (R.RDS_CLUSTER, "-cluster", lambda p: p.update(storageEncrypted=False), "storage_encrypted is not true"),
+    "rds-backup-retention": (R.RDS_CLUSTER, "-cluster", lambda p: p.update(backupRetentionPeriod=3), "backup_retention_period 3 < 7 days"),
+    "rds-deletion-protection": (R.RDS_CLUSTER, "-cluster", lambda p: p.update(deletionProtection=False), "deletion_protection is not true"),
+    "rds-not-public": (R.CLUSTER_INSTANCE, "-writer", lambda p: p.update(publiclyAccessible=True), "publicly_accessible is true"),
+    "rds-performance-insights": (R.CLUSTER_INSTANCE, "-reader-0", lambda p: p.update(performanceInsightsEnabled=False),
+                                 "performance_insights_enabled is not true"),
+    "rds-no-burstable-production": (R.CLUSTER_INSTANCE, "-writer", lambda p: p.update(instanceClass="db.t4g.large"), "instance_class db.t4g.large"),
+    "rds-custom-parameter-group": (R.RDS_CLUSTER, "-cluster", lambda p: p.update(dbClusterParameterGroupName="default.aurora-postgresql17"),
+                                   "db_cluster_parameter_group_name 'default.aurora-postgresql17'"),
+    "aurora-reader-in-second-zone": (R.CLUSTER_INSTANCE, "-reader-0", lambda p: p.update(availabilityZone="us-east-1a"),
+                                     "2 instance(s) in 1 zone(s)"),
+    "pg-force-ssl": (R.CLUSTER_PARAMETER_GROUP, "-cluster", lambda p: set_params(p, **{"rds.force_ssl": "0"}), "rds.force_ssl is not 1"),
+    "pg-synchronous-commit": (R.CLUSTER_PARAMETER_GROUP, "-cluster", lambda p: set_params(p, synchronous_commit="off"),
+                              "synchronous_commit off in production"),
+    "connection-budget": (R.PARAMETER_GROUP, "-instances", lambda p: set_params(p, max_connections="100"), "> max_connections 100"),
+    "placement-training-zones": (R.CLUSTER_INSTANCE, "-reader-0", lambda p: p.update(availabilityZone="us-east-1f"),
+                                 "Aurora instance in us-east-1f, not a training zone"),
+}
+
+
 def test_every_rule_has_a_case():
-    assert set(CASES) | set(EC2_CASES) | {"lb-access-logs"} == set(BY_NAME)
+    assert set(CASES) | set(EC2_CASES) | set(AURORA_CASES) | {"lb-access-logs"} == set(BY_NAME)
+
+
+@pytest.fixture(scope="module")
+def prod_aurora():
+    from helpers import variant
+
+    spec = variant("prod", **{"database.engine": "aurora"})
+    return stack_resources(spec), PolicyConfig.from_dict(policy_config(spec, plan(spec)))
+
+
+def test_the_aurora_prod_stack_passes_every_mandatory_rule(prod_aurora):
+    resources, config = prod_aurora
+    assert any(r.type == R.RDS_CLUSTER for r in resources) and not any(r.type == R.RDS_INSTANCE for r in resources)
+    assert [v for v in evaluate(resources, config) if v.rule.mandatory] == []
+
+
+@pytest.mark.parametrize("name", sorted(AURORA_CASES))
+def test_aurora_rule_compliant_then_violated(prod_aurora, name):
+    resources, config = prod_aurora
+    rule = BY_NAME[name]
+    assert evaluate(resources, config, [rule]) == [], f"{name} flags the compliant Aurora prod stack"
+    typ, suffix, mutate, fragment = AURORA_CASES[name]
+    found = evaluate(edit(resources, typ, suffix, mutate), config, [rule])
+    assert any(fragment in v.message for v in found), [v.message for v in found]
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -50,6 +50,11 @@ class PreviewMocks(RecordingMocks):
 
 
 def variant(env: str, compute: str | None = None):
+    """The shipped environment; `compute` "ec2" runs the servers on EC2, "aurora" puts the database on Aurora."""
+    if compute == "aurora":
+        from helpers import variant as changed
+
+        return changed(env, **{"database.engine": "aurora"})
     spec = environment(env)
     if compute:
         spec = spec.model_copy(update={"tracking": spec.tracking.model_copy(update={"compute": compute})})
@@ -365,6 +370,8 @@ PREVIEW_CASES = {
     # only a stack without replicas can break it; the container definitions that would show it are unknown
     "replicas-for-ui-reads": ("prod", R.RDS_INSTANCE, "-replica-0", lambda p: p.pop("replicateSourceDb"), "containerDefinitions is unknown until apply (the stack has no replica"),
     "tags-environment-owner": ("prod", R.RDS_INSTANCE, "-primary", lambda p: p["tags"].pop("owner"), "missing tags: owner"),
+    "aurora-reader-in-second-zone": ("prod-aurora", "aws:rds/clusterInstance:ClusterInstance", "-reader-0",
+                                     lambda p: p.update(availabilityZone="us-east-1a"), "2 instance(s) in 1 zone(s)"),
     # the replica hosts the UI reads are unknown until the replicas exist
     "every-replica-read": ("prod", R.TASK_DEFINITION, "-ui", lambda p: None, "containerDefinitions is unknown until apply (each of the 1 replicas"),
 }

@@ -36,6 +36,8 @@ rds-enhanced-monitoring            fail-closed   monitoringInterval (plain: chec
 rds-storage-type                   fail-closed   storageType (plain: checked); replicateSourceDb is_set only
 rds-custom-parameter-group         check-known   parameterGroupName (unknown): the group it depends on, else `<instance>` / `<instance>` less `-N`
 rds-no-burstable-production        fail-closed   instanceClass (plain: checked)
+aurora-reader-in-second-zone       check-known   cluster members' availabilityZone (plain: checked; unknown: reported); members by
+                                                 clusterIdentifier's dependency, else every cluster instance
 pg-stat-statements                 check-known   parameters[shared_preload_libraries] (plain: checked; unknown: reported)
 pg-never-unsafe                    check-known   parameters[fsync, full_page_writes] (plain: checked; unknown: reported)
 pg-synchronous-commit              check-known   parameters[synchronous_commit] (plain: checked; unknown: reported)
@@ -82,7 +84,10 @@ from ..spec.checks import burstable_class, synchronous_commit_off_allowed
 from ..planning.server_command import MIN_NOFILE
 
 RDS_INSTANCE = "aws:rds/instance:Instance"
+RDS_CLUSTER = "aws:rds/cluster:Cluster"                            # Aurora PostgreSQL
+CLUSTER_INSTANCE = "aws:rds/clusterInstance:ClusterInstance"       # an Aurora writer or reader
 PARAMETER_GROUP = "aws:rds/parameterGroup:ParameterGroup"
+CLUSTER_PARAMETER_GROUP = "aws:rds/clusterParameterGroup:ClusterParameterGroup"
 RDS_PROXY = "aws:rds/proxy:Proxy"
 TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
 ECS_SERVICE = "aws:ecs/service:Service"
@@ -395,23 +400,36 @@ def linked(holder: Res, key: str, candidates: list[Res], conventional: Callable[
     return [c for c in candidates if conventional(c)]
 
 
+# the input naming a database's parameter group, and the group's type: RDS instances, Aurora cluster
+# members (their instance group), Aurora clusters (their cluster group)
+GROUP_INPUT = {RDS_INSTANCE: ("parameterGroupName", PARAMETER_GROUP),
+               CLUSTER_INSTANCE: ("dbParameterGroupName", PARAMETER_GROUP),
+               RDS_CLUSTER: ("dbClusterParameterGroupName", CLUSTER_PARAMETER_GROUP)}
+
+
+def snake(key: str) -> str:
+    """An input's name as pulumi-aws's Python argument: parameterGroupName -> parameter_group_name."""
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", key).lower()
+
+
 def parameter_group_of(instance: Res, resources: list[Res]) -> tuple[Res | None, str | None]:
-    """The parameter group an instance uses, and the reason when it cannot be found. By the name the
-    instance gives (a group's physical name, else its logical name); while that name is unknown, by
-    property dependency, else by the component's convention: the primary's group has its logical
-    name, a replica's its logical name less `-<n>`."""
-    name = instance.partial("parameterGroupName")
-    groups = of_type(resources, PARAMETER_GROUP)
+    """The parameter group an instance (or Aurora cluster) uses, and the reason when it cannot be
+    found. By the name the instance gives (a group's physical name, else its logical name); while
+    that name is unknown, by property dependency, else by the component's convention: the primary's
+    group has its logical name, a replica's its logical name less `-<n>`."""
+    key, group_type = GROUP_INPUT[instance.type]
+    name = instance.partial(key)
+    groups = of_type(resources, group_type)
     if name is not UNKNOWN:
         by_name = {_known_str(g.partial("name")): g for g in groups}
         by_name.update({g.name: g for g in groups})
         by_name.pop(None, None)
         return (by_name.get(str(name)) if name else None), None
     stems = {instance.name, re.sub(r"-\d+$", "", instance.name)}
-    found = linked(instance, "parameterGroupName", groups, lambda g: g.name in stems)
+    found = linked(instance, key, groups, lambda g: g.name in stems)
     if len(found) == 1:
         return found[0], None
-    return None, cannot_verify("parameterGroupName", "no parameter group of this stack matches it"
+    return None, cannot_verify(key, "no parameter group of this stack matches it"
                                if not found else f"{len(found)} parameter groups match it")
 
 
@@ -420,20 +438,20 @@ def parameter_group_of(instance: Res, resources: list[Res]) -> tuple[Res | None,
 # ---------------------------------------------------------------------------------------------
 
 @rule("rds-storage-encrypted", "rds", "RDS storage is encrypted", "snapshots and volumes of run data must not be readable at rest",
-      "nothing to set: MlflowTracking encrypts with its own KMS key; do not override storage_encrypted", [RDS_INSTANCE])
+      "nothing to set: MlflowTracking encrypts with its own KMS key; do not override storage_encrypted", [RDS_INSTANCE, RDS_CLUSTER])
 def rds_storage_encrypted(r: Res, c: PolicyConfig) -> list[str]:
     return [] if r.get("storageEncrypted") is True else ["storage_encrypted is not true"]
 
 
 @rule("rds-not-public", "rds", "RDS instances are not publicly accessible", "the tracking database is reached from the servers only",
-      "nothing to set: the component keeps the database private", [RDS_INSTANCE])
+      "nothing to set: the component keeps the database private", [RDS_INSTANCE, CLUSTER_INSTANCE])
 def rds_not_public(r: Res, c: PolicyConfig) -> list[str]:
     return ["publicly_accessible is true"] if r.get("publiclyAccessible") is True else []
 
 
 @rule("rds-backup-retention", "rds", "backups kept at least 7 days in production and 1 elsewhere",
       "point-in-time recovery after a bad migration or a deleted experiment",
-      "database.backup_retention_days: 7 or more (production)", [RDS_INSTANCE])
+      "database.backup_retention_days: 7 or more (production)", [RDS_INSTANCE, RDS_CLUSTER])
 def rds_backup_retention(r: Res, c: PolicyConfig) -> list[str]:
     if is_replica(r):
         return []  # replicas restore from the primary's backups
@@ -443,7 +461,7 @@ def rds_backup_retention(r: Res, c: PolicyConfig) -> list[str]:
 
 
 @rule("rds-deletion-protection", "rds", "production databases have deletion protection",
-      "a stray destroy must not drop the tracking database", "database.deletion_protection: true", [RDS_INSTANCE],
+      "a stray destroy must not drop the tracking database", "database.deletion_protection: true", [RDS_INSTANCE, RDS_CLUSTER],
       production_only=True)
 def rds_deletion_protection(r: Res, c: PolicyConfig) -> list[str]:
     return [] if r.get("deletionProtection") is True else ["deletion_protection is not true"]
@@ -458,13 +476,14 @@ def rds_multi_az(r: Res, c: PolicyConfig) -> list[str]:
 
 
 @rule("rds-performance-insights", "rds", "Performance Insights is on", "shows what the database waits on when logging slows",
-      "nothing to set: the component enables it (retention: database.performance_insights_retention_days)", [RDS_INSTANCE])
+      "nothing to set: the component enables it (retention: database.performance_insights_retention_days)",
+      [RDS_INSTANCE, CLUSTER_INSTANCE])
 def rds_performance_insights(r: Res, c: PolicyConfig) -> list[str]:
     return [] if r.get("performanceInsightsEnabled") is True else ["performance_insights_enabled is not true"]
 
 
 @rule("rds-enhanced-monitoring", "rds", "enhanced monitoring is on", "OS-level CPU, memory and I/O per process",
-      "database.monitoring_interval_seconds: 1-60", [RDS_INSTANCE])
+      "database.monitoring_interval_seconds: 1-60", [RDS_INSTANCE, CLUSTER_INSTANCE])
 def rds_enhanced_monitoring(r: Res, c: PolicyConfig) -> list[str]:
     interval = int(r.get("monitoringInterval") or 0)
     # the role's ARN is unknown until the role exists; that a role is attached is known
@@ -486,8 +505,9 @@ def rds_custom_parameter_group(resources: list[Res], c: PolicyConfig) -> list[tu
     """A stack rule so that an instance whose parameterGroupName is unknown (the group is created in
     the same update) is judged by the group it refers to; AWS reserves `default.*` for its own groups."""
     found = []
-    for instance in of_type(resources, RDS_INSTANCE):
-        name = instance.partial("parameterGroupName")
+    for instance in [*of_type(resources, RDS_INSTANCE), *of_type(resources, CLUSTER_INSTANCE), *of_type(resources, RDS_CLUSTER)]:
+        key = GROUP_INPUT[instance.type][0]
+        name = instance.partial(key)
         if name is UNKNOWN:
             group, unverifiable = parameter_group_of(instance, resources)
             if group is None:
@@ -495,12 +515,32 @@ def rds_custom_parameter_group(resources: list[Res], c: PolicyConfig) -> list[tu
             elif str(_known_str(group.partial("name")) or "").startswith("default."):
                 found.append((instance, f"parameter group {group.name} is named {group.partial('name')!r}"))
         elif not name or str(name).startswith("default."):
-            found.append((instance, f"parameter_group_name {name!r}"))
+            found.append((instance, f"{snake(key)} {name!r}"))
+    return found
+
+
+@rule("aurora-reader-in-second-zone", "rds", "a production Aurora cluster has instances in at least two zones",
+      "a zone outage must not stop all logging: Aurora fails over to a reader in another zone",
+      "database.multi_az: true (the plan then keeps a reader in a second training zone)", production_only=True,
+      on_unknown=CHECK_KNOWN)
+def aurora_reader_in_second_zone(resources: list[Res], c: PolicyConfig) -> list[tuple[Res, str]]:
+    """RDS's Multi-AZ for an Aurora cluster: its writer and at least one reader in different zones."""
+    found = []
+    for cluster in of_type(resources, RDS_CLUSTER):
+        members = [i for i in of_type(resources, CLUSTER_INSTANCE)
+                   if linked(i, "clusterIdentifier", [cluster], lambda _: True) or i.partial("clusterIdentifier") in
+                   (_known_str(cluster.partial("clusterIdentifier")), f"{cluster.name}-id")]
+        zones = [m.partial("availabilityZone") for m in members]
+        if any(z is UNKNOWN for z in zones):
+            found.append((cluster, cannot_verify("availabilityZone of its instances")))
+        elif len({z for z in zones if z}) < 2:
+            found.append((cluster, f"{len(members)} instance(s) in {len({z for z in zones if z})} zone(s)"))
     return found
 
 
 @rule("rds-no-burstable-production", "rds", "no burstable class in production", "burst credits run out under sustained logging",
-      "database.instance_class: a db.m* or db.r* class, or unset to let the plan choose", [RDS_INSTANCE], production_only=True)
+      "database.instance_class: a db.m* or db.r* class, or unset to let the plan choose", [RDS_INSTANCE, CLUSTER_INSTANCE],
+      production_only=True)
 def rds_no_burstable_production(r: Res, c: PolicyConfig) -> list[str]:
     cls = str(r.get("instanceClass") or "")
     return [f"instance_class {cls}"] if burstable_class(cls) else []
@@ -518,7 +558,7 @@ def pg_stat_statements(r: Res, c: PolicyConfig) -> list[str]:
 
 
 @rule("pg-never-unsafe", "parameter-groups", "fsync and full_page_writes are never off", "either off can corrupt the database on a crash",
-      "remove any fsync/full_page_writes override", [PARAMETER_GROUP], on_unknown=CHECK_KNOWN)
+      "remove any fsync/full_page_writes override", [PARAMETER_GROUP, CLUSTER_PARAMETER_GROUP], on_unknown=CHECK_KNOWN)
 def pg_never_unsafe(r: Res, c: PolicyConfig) -> list[str]:
     params = parameters(r)
     found = []
@@ -531,8 +571,8 @@ def pg_never_unsafe(r: Res, c: PolicyConfig) -> list[str]:
 
 
 @rule("pg-synchronous-commit", "parameter-groups", "synchronous_commit off only with relaxed durability, never in production",
-      "with it off an acknowledged log call can be lost on a crash", "database.durability: strict", [PARAMETER_GROUP],
-      on_unknown=CHECK_KNOWN)
+      "with it off an acknowledged log call can be lost on a crash", "database.durability: strict",
+      [PARAMETER_GROUP, CLUSTER_PARAMETER_GROUP], on_unknown=CHECK_KNOWN)
 def pg_synchronous_commit(r: Res, c: PolicyConfig) -> list[str]:
     value = parameter(r, parameters(r), "synchronous_commit")
     if value is None or value in ("on", "remote_write", "remote_apply", "local", "1"):
@@ -543,8 +583,10 @@ def pg_synchronous_commit(r: Res, c: PolicyConfig) -> list[str]:
 
 
 @rule("pg-force-ssl", "parameter-groups", "rds.force_ssl = 1", "credentials and run data never cross the network in clear text",
-      "nothing to set: the plan forces TLS", [PARAMETER_GROUP], on_unknown=CHECK_KNOWN)
+      "nothing to set: the plan forces TLS", [PARAMETER_GROUP, CLUSTER_PARAMETER_GROUP], on_unknown=CHECK_KNOWN)
 def pg_force_ssl(r: Res, c: PolicyConfig) -> list[str]:
+    if r.type == PARAMETER_GROUP and str(r.get("family") or "").startswith("aurora-"):
+        return []  # on Aurora rds.force_ssl is a cluster parameter: the cluster group carries it
     return [] if parameter(r, parameters(r), "rds.force_ssl") == "1" else ["rds.force_ssl is not 1"]
 
 
@@ -584,7 +626,8 @@ def connection_budget(resources: list[Res], c: PolicyConfig) -> list[tuple[Res, 
     parameterGroupName is unknown: the group is the one it depends on, else the one of its name."""
     if of_type(resources, RDS_PROXY):
         return []  # the proxy multiplexes the pools
-    primary = next((r for r in of_type(resources, RDS_INSTANCE) if not is_replica(r)), None)
+    # an RDS primary, or an Aurora cluster's member: writer and readers share one instance group
+    primary = next((r for r in [*of_type(resources, RDS_INSTANCE), *of_type(resources, CLUSTER_INSTANCE)] if not is_replica(r)), None)
     if primary is None:
         return []
     group, unverifiable = parameter_group_of(primary, resources)
@@ -921,6 +964,12 @@ def placement_training_zones(resources: list[Res], c: PolicyConfig) -> list[tupl
             found.append((primary, cannot_verify("availabilityZone")))
         elif zone and allowed and zone not in allowed:
             found.append((primary, f"primary in {zone}, not a training zone"))
+    for member in of_type(resources, CLUSTER_INSTANCE):  # Aurora: the writer and every reader
+        zone = member.partial("availabilityZone")
+        if zone is UNKNOWN:
+            found.append((member, cannot_verify("availabilityZone")))
+        elif zone and allowed and zone not in allowed:
+            found.append((member, f"Aurora instance in {zone}, not a training zone"))
     return found
 
 
@@ -929,8 +978,8 @@ def placement_training_zones(resources: list[Res], c: PolicyConfig) -> list[tupl
 def replicas_for_ui_reads(resources: list[Res], c: PolicyConfig) -> list[tuple[Res, str]]:
     """Only a stack without replicas can break this, so unknown container definitions are reported
     only then."""
-    if any(is_replica(r) for r in of_type(resources, RDS_INSTANCE)):
-        return []
+    if any(is_replica(r) for r in of_type(resources, RDS_INSTANCE)) or of_type(resources, RDS_CLUSTER):
+        return []  # an Aurora cluster's reader endpoint always answers (from the writer while it has no reader)
     found = []
     for task in of_type(resources, TASK_DEFINITION):
         try:
