@@ -198,12 +198,17 @@ def test_load_balancers_internal_with_health_checks(stack):
 
 
 def test_artifacts_bucket_is_closed(stack):
+    """The artifact bucket and, with disaster recovery, its replica in the second region."""
     env, p, mocks, urns, _ = stack
-    block = inputs(mocks, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
-    assert all(block[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
-    assert inputs(mocks, "aws:s3/bucketVersioning:BucketVersioning")["versioningConfiguration"]["status"] == "Enabled"
-    lifecycle = inputs(mocks, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")
-    assert lifecycle["rules"][0]["expiration"]["days"] == load_environment(ROOT / "stacks" / f"{env}.yaml", ROOT / "stacks").workload.retention_days
+    buckets = mocks.of_type("aws:s3/bucket:Bucket")
+    assert len(buckets) == (2 if p.recovery.mode != "none" else 1)
+    for block in (r.inputs for r in mocks.of_type("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")):
+        assert all(block[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
+    versioning = mocks.of_type("aws:s3/bucketVersioning:BucketVersioning")
+    assert len(versioning) == len(buckets) and all(v.inputs["versioningConfiguration"]["status"] == "Enabled" for v in versioning)
+    retention = load_environment(ROOT / "stacks" / f"{env}.yaml", ROOT / "stacks").workload.retention_days
+    lifecycles = mocks.of_type("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")
+    assert len(lifecycles) == len(buckets) and all(r.inputs["rules"][0]["expiration"]["days"] == retention for r in lifecycles)
 
 
 def test_placement_and_outputs(stack):

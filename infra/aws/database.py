@@ -64,6 +64,9 @@ class DatabaseArgs:
     performance_insights_retention_days: int = 7
     proxy: ProxySettings | None = None
     proxy_security_group_ids: list[pulumi.Input[str]] = field(default_factory=list)
+    backup_replication_region: str | None = None
+    """A second region RDS replicates the primary's automated backups (snapshots and transaction logs)
+    to, for a point-in-time restore there after losing this region; None: none."""
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -155,6 +158,9 @@ class TrackingDatabase(pulumi.ComponentResource):
                     opts=keep,
                 ))
 
+        self.backup_replication = None
+        if args.backup_replication_region:
+            self._replicate_backups(name, args)
         self.proxy = None
         if args.proxy is not None:
             self._proxy(name, args, args.proxy, child)
@@ -163,6 +169,18 @@ class TrackingDatabase(pulumi.ComponentResource):
         self.register_outputs({"endpoint": self.endpoint, "primary_address": self.primary.address,
                                "replica_addresses": self.replica_endpoints, "secret_arn": self.secret_arn,
                                "master_secret_arn": self.master_secret_arn})
+
+    def _replicate_backups(self, name: str, args: DatabaseArgs) -> None:
+        """Declared in the second region (the API call is made there) with a key of that region: an
+        encrypted source's backups are re-encrypted with it (docs/aws-constraints.md)."""
+        region = aws.Provider(f"{name}-backup-region", region=args.backup_replication_region,
+                              opts=pulumi.ResourceOptions(parent=self))
+        there = pulumi.ResourceOptions(parent=self, provider=region)
+        self.backup_key = aws.kms.Key(f"{name}-backup-key", description=f"{name}: replicated backups in {args.backup_replication_region}",
+                                      enable_key_rotation=True, deletion_window_in_days=30, tags=args.tags, opts=there)
+        self.backup_replication = aws.rds.InstanceAutomatedBackupsReplication(
+            f"{name}-backups", source_db_instance_arn=self.primary.arn, kms_key_id=self.backup_key.arn,
+            retention_period=args.backup_retention_days, opts=there)
 
     def _proxy(self, name: str, args: DatabaseArgs, proxy: ProxySettings, child) -> None:
         """RDS Proxy multiplexes the fleet's pools onto the database's max_connections (TLS only). It

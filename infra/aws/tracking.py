@@ -67,7 +67,8 @@ def database_args(plan: CapacityPlan, network: TrackingNetwork) -> DatabaseArgs:
         performance_insights_retention_days=db.performance_insights_retention_days,
         proxy=ProxySettings(proxy.max_connections_percent, proxy.max_idle_connections_percent,
                             proxy.idle_client_timeout_seconds, proxy.require_tls) if proxy else None,
-        proxy_security_group_ids=[network.proxy_sg.id], tags=plan.tags)
+        proxy_security_group_ids=[network.proxy_sg.id],
+        backup_replication_region=plan.recovery.secondary_region if plan.recovery.mode == "backups" else None, tags=plan.tags)
 
 
 def aurora_args(plan: CapacityPlan, network: TrackingNetwork) -> AuroraArgs:
@@ -120,7 +121,8 @@ class MlflowTracking(pulumi.ComponentResource):
         a = plan.artifacts
         self.artifacts = ArtifactStore(f"{name}-artifacts", ArtifactsArgs(
             expire_after_days=a.expire_after_days.value, noncurrent_version_expire_days=a.noncurrent_version_expire_days,
-            bucket_name=a.bucket_name, force_destroy=a.force_destroy, tags=tags), opts=child)
+            bucket_name=a.bucket_name, force_destroy=a.force_destroy, replica_region=plan.recovery.secondary_region,
+            tags=tags), opts=child)
         self.service = TrackingService(f"{name}-svc", ServiceArgs(
             tiers=list(plan.tracking.tiers), compute=plan.tracking.compute, mlflow_version=plan.tracking.mlflow_version,
             environment=plan.environment, vpc_id=self.network.vpc_id, private_subnet_ids=self.network.private_subnet_ids,

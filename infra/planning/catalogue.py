@@ -85,6 +85,11 @@ def regions() -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=None)
+def recovery_pairs() -> dict[str, str]:
+    return dict(_load("regions.yaml").get("recovery_pairs") or {})
+
+
+@lru_cache(maxsize=None)
 def price_table() -> dict[str, Any]:
     return _load("prices.yaml")
 

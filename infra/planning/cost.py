@@ -11,6 +11,7 @@ from .sizing import GP3_STRIPED_BASELINE, DatabaseClass, FleetPlan, StoragePlan
 
 if TYPE_CHECKING:
     from .engine import EngineDecision
+    from .recovery import RecoveryPlan
 
 SECRETS = 2             # the database's master and application-role secrets (infra/aws/credentials.py)
 KMS_KEYS = 2            # the database's (storage, Performance Insights, secret) and the alarm topic's
@@ -76,7 +77,7 @@ def aurora_lines(p: dict, hours: float, db: DatabaseClass, readers: int, engine:
 def estimate(*, region: str, db: DatabaseClass, multi_az: bool, replicas: int, storage: StoragePlan,
              budget: ConnectionBudget, api: FleetPlan, ui: FleetPlan, availability_zones: int,
              nat_gateway: bool, creates_vpc: bool, interface_endpoints: int, alarms: int,
-             engine: EngineDecision | None = None) -> CostEstimate:
+             engine: EngineDecision | None = None, recovery: RecoveryPlan | None = None) -> CostEstimate:
     prices_region, p = prices_for(region)
     hours = catalogue.price_table()["hours_per_month"]
     lines: list[CostLine] = []
@@ -92,6 +93,8 @@ def estimate(*, region: str, db: DatabaseClass, multi_az: bool, replicas: int, s
         volumes = copies + replicas
         lines.append(CostLine("database storage", rds_storage_monthly(p, storage, volumes),
                               f"{storage.allocated_gib} GiB gp3 x{volumes} volumes, {storage.iops:,} IOPS, {storage.throughput_mibps} MiB/s"))
+    if recovery is not None and recovery.mode != "none":
+        lines.append(CostLine("disaster recovery", recovery.monthly_usd, f"{recovery.mode} in {recovery.secondary_region}"))
     if budget.rds_proxy:
         lines.append(CostLine("RDS Proxy", db.vcpu * p["rds_proxy_vcpu_hour"] * hours, f"{db.vcpu} vCPU behind the proxy"))
     for fleet in (api, ui):

@@ -94,8 +94,10 @@ def aurora_readers(tier_minimum: int, by_load: int, multi_az: bool) -> tuple[int
 
 
 def triggers(*, readers_by_load: int, need_iops: int, need_mibps: int, storage_at_retention_gib: float,
-             max_failover_s: int | None) -> tuple[str, ...]:
+             max_failover_s: int | None, global_database: bool = False) -> tuple[str, ...]:
     found = []
+    if global_database:
+        found.append("database.disaster_recovery global: a Global Database secondary in the second region is Aurora's")
     if readers_by_load > RDS_COMFORT_READERS:
         found.append(f"the UI's reads need {readers_by_load} readers: more than {RDS_COMFORT_READERS} instance replicas,"
                      " each its own endpoint and UI service; Aurora puts them behind one reader endpoint and autoscales them")

@@ -17,6 +17,7 @@ from . import catalogue
 from ..endpoints import LOAD_BALANCER_IDLE_TIMEOUT_S
 from .alarms import AlarmPlan, plan_alarms
 from .client import client_environment
+from .recovery import RecoveryPlan, plan_recovery
 from .connections import ConnectionBudget, Pool, plan_connection_budget, pool_for
 from .cost import CostEstimate, estimate, instance_hourly, prices_for
 from .demand import Coefficients, Demand, coefficients, demand
@@ -50,7 +51,8 @@ from ..spec.model import EnvironmentSpec
 PLAN_FORMAT = 5  # 2: tier plans (pool, server, scaling), alarms, artifacts, placement zones and subnets;
 # 3: UI services per replica (services, read_fallback), migrations on the API only, the readiness port;
 # 4: client_environment (the training jobs' MLflow client settings) and its reason;
-# 5: database.engine (RDS or Aurora, its reason, both monthly costs, Aurora's readers and storage type)
+# 5: database.engine (RDS or Aurora, its reason, both monthly costs, Aurora's readers and storage type);
+#    recovery (losing the region: mode, second region, recovery point and time, monthly cost)
 # Slow-query logging threshold: production logs fewer, development sees more.
 LOG_MIN_DURATION_MS = {"production": 500, "staging": 250, "development": 250}
 # What tasks in private subnets reach without NAT: image pulls, logs, the database secret.
@@ -182,6 +184,8 @@ class CapacityPlan:
     client_environment: dict[str, str]
     """What training jobs set: MLflow's asynchronous, buffered logging, its timeout and retries."""
     client_environment_reason: str
+    recovery: RecoveryPlan
+    """Losing the region: what is copied where, the recovery point and time, the monthly cost."""
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))
@@ -297,7 +301,8 @@ def plan(spec: EnvironmentSpec, k: Coefficients | None = None) -> CapacityPlan:
     warnings: list[str] = []
 
     found = engine_triggers(readers_by_load=replicas_by_load(d.ui_read_requests_per_s, k), **dict(zip(("need_iops", "need_mibps"), storage_need(d))),
-                            storage_at_retention_gib=d.storage_at_retention_gib, max_failover_s=db_spec.max_failover_seconds)
+                            storage_at_retention_gib=d.storage_at_retention_gib, max_failover_s=db_spec.max_failover_seconds,
+                            global_database=spec.disaster_recovery == "global")
     aurora = db_spec.engine == "aurora" or (db_spec.engine == "auto" and bool(found))
     replicas = rds_replicas = plan_replicas(d.ui_read_requests_per_s, spec.tier, db_spec.read_replicas, k)
     readers = aurora_readers(isolation_replicas(spec.tier), replicas_by_load(d.ui_read_requests_per_s, k), spec.multi_az)
@@ -319,13 +324,22 @@ def plan(spec: EnvironmentSpec, k: Coefficients | None = None) -> CapacityPlan:
     warnings.extend(instance.warnings)
     storage = plan_storage(d, spec.workload.retention_days, db_spec.storage_gib, db_spec.max_storage_gib, spec.source_file)
     prices_region, prices = prices_for(spec.region)
+    data_gib = max(AURORA_MIN_BILLED_GIB, d.storage_growth_gib_per_day * min(INITIAL_GROWTH_DAYS, spec.workload.retention_days))
+    io_per_month = aurora_io_per_month(d.write_requests_per_s, d.wal_bytes_per_s, spec.workload.logging_hours_per_day)
     costs = engine_costs(prices=prices, hours=catalogue.price_table()["hours_per_month"], rds_class=rds_class.instance_class,
                          multi_az=spec.multi_az, replicas=rds_replicas.count, storage=storage,
                          aurora_instance_class=on_aurora(rds_class).instance_class, aurora_instances=1 + readers[0],
-                         data_gib=max(AURORA_MIN_BILLED_GIB, d.storage_growth_gib_per_day * min(INITIAL_GROWTH_DAYS, spec.workload.retention_days)),
-                         io_per_month=aurora_io_per_month(d.write_requests_per_s, d.wal_bytes_per_s, spec.workload.logging_hours_per_day))
+                         data_gib=data_gib, io_per_month=io_per_month)
     engine = decide(db_spec.engine, found, costs, on_aurora(rds_class).instance_class, readers)
     warnings.extend(engine.warnings)
+    recovery = plan_recovery(mode=spec.disaster_recovery, region=spec.region, secondary_region=spec.secondary_region,
+                             engine=engine.engine, named=db_spec.secondary_region is not None, production=spec.production,
+                             data_gib=data_gib, growth_gib_per_month=d.storage_growth_gib_per_day * 30,
+                             instance_class=instance.instance_class, prices=prices,
+                             hours=catalogue.price_table()["hours_per_month"], io_per_month=io_per_month,
+                             retention_days=spec.backup_retention_days)
+    if spec.production and recovery.mode == "none":
+        warnings.append("production with disaster_recovery none: a region outage stops all logging until the region returns")
 
     api = plan_fleet("api", d.write_requests_per_s, spec.workload.metrics_per_call, spec.tier,
                      spec.tracking.compute, spec.tracking.api, k)
@@ -393,6 +407,7 @@ def plan(spec: EnvironmentSpec, k: Coefficients | None = None) -> CapacityPlan:
                          allocated_gib=storage.allocated_gib, max_allocated_gib=storage.max_allocated_gib,
                          replicas=replicas.count, compute=spec.tracking.compute, ui_services=max(1, read_endpoints), aurora=aurora)
     cost = estimate(region=spec.region, db=instance, multi_az=spec.multi_az, replicas=replicas.count, storage=storage, engine=engine,
+                    recovery=recovery,
                     budget=budget, api=api, ui=ui, availability_zones=len(placement.availability_zones),
                     nat_gateway=placement.nat_gateway, creates_vpc=spec.placement.tracking_vpc == "new",
                     interface_endpoints=len(placement.interface_endpoint_services), alarms=len(alarms))
@@ -416,4 +431,5 @@ def plan(spec: EnvironmentSpec, k: Coefficients | None = None) -> CapacityPlan:
         warnings=tuple(warnings),
         client_environment=client_variables,
         client_environment_reason=client_reason,
+        recovery=recovery,
     )

@@ -855,14 +855,21 @@ def _settings_of(bucket: Res, resources: list[Res], typ: str) -> list[Res]:
     (its id, its bucket name; `<name>-id` under the mocks), or, when that is unknown during a preview,
     those that depend on it, else (dependencies not known) those named after the same component."""
     keys = {_known_str(bucket.partial("id")), _known_str(bucket.partial("bucket")), f"{bucket.name}-id"} - {None, ""}
-    prefix = bucket.name.removesuffix("-bucket") + "-"
+    prefixes = {b.name: b.name.removesuffix("-bucket") + "-" for b in of_type(resources, BUCKET)}
+    prefix = prefixes.get(bucket.name, bucket.name.removesuffix("-bucket") + "-")
+
+    def named_after(setting: Res) -> bool:
+        """`<component>-<setting>` of this bucket, not of another whose name is longer (`<component>-replica-...`)."""
+        matching = [p for p in prefixes.values() if setting.name.startswith(p)]
+        return setting.name.startswith(prefix) and max(matching, key=len, default=prefix) == prefix
+
     found = []
     for setting in of_type(resources, typ):
         ref = setting.partial("bucket")
         if ref is not UNKNOWN:
             hit = str(ref) in keys
         else:
-            hit = bool(linked(setting, "bucket", [bucket], lambda b, s=setting: s.name.startswith(prefix)))
+            hit = bool(linked(setting, "bucket", [bucket], lambda b, s=setting: named_after(s)))
         if hit:
             found.append(setting)
     return found

@@ -45,6 +45,7 @@ def _check_engine(spec: EnvironmentSpec, bad) -> None:
         for key in ("storage_gib", "max_storage_gib"):
             if getattr(db, key) is not None:
                 bad(("database", key), f"{getattr(db, key)} is not allowed with database.engine aurora; expected the key left out (Aurora's storage grows by itself, up to {aurora.max_storage_gib:,} GiB)")
+    _check_recovery(spec, bad)
     if db.max_failover_seconds is not None:
         if db.max_failover_seconds < AURORA_FAILOVER_S:
             bad(("database", "max_failover_seconds"), f"{db.max_failover_seconds} is not allowed; expected at least {AURORA_FAILOVER_S} (Aurora documents a failover within about {AURORA_FAILOVER_S} s, RDS Multi-AZ 60-{RDS_FAILOVER_S} s)")
@@ -52,6 +53,29 @@ def _check_engine(spec: EnvironmentSpec, bad) -> None:
             bad(("database", "max_failover_seconds"), f"{db.max_failover_seconds} is not allowed with database.engine rds; expected at least {RDS_FAILOVER_S} (RDS Multi-AZ documents 60-{RDS_FAILOVER_S} s) or database.engine auto or aurora")
         if not spec.multi_az:
             bad(("database", "max_failover_seconds"), f"{db.max_failover_seconds} is not allowed with database.multi_az false; expected multi_az true (a failover needs a standby or reader in a second zone) or the key left out")
+
+
+def _check_recovery(spec: EnvironmentSpec, bad) -> None:
+    """A second region that exists, differs from the first and is named when the region has no pair;
+    a Global Database only on Aurora, on the memory-optimized classes it requires."""
+    db = spec.database
+    mode = spec.disaster_recovery
+    if db.secondary_region is not None:
+        if mode == "none":
+            bad(("database", "secondary_region"), f"{show_value(db.secondary_region)} is not allowed with database.disaster_recovery none; expected the key left out, or disaster_recovery backups or global")
+        elif db.secondary_region == spec.region:
+            bad(("database", "secondary_region"), f"{show_value(db.secondary_region)} is not allowed; expected a region other than the environment's region {spec.region}")
+        elif db.secondary_region not in catalogue.regions():
+            close = difflib.get_close_matches(db.secondary_region, catalogue.regions(), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            bad(("database", "secondary_region"), f"{show_value(db.secondary_region)} is not allowed; {hint}expected an AWS region where RDS is offered, such as us-west-2")
+    elif mode != "none" and spec.secondary_region is None:
+        bad(("database", "secondary_region"), f"is missing; disaster_recovery {mode} needs a second region and {spec.region} has no default pair; expected a region such as us-west-2")
+    if mode == "global":
+        if db.engine == "rds":
+            bad(("database", "disaster_recovery"), "'global' is not allowed with database.engine rds; expected 'backups', or engine auto or aurora (a Global Database is Aurora's)")
+        if db.instance_class is not None and burstable_class(db.instance_class):
+            bad(("database", "instance_class"), f"{show_value(db.instance_class)} is not allowed with database.disaster_recovery global; expected a memory optimized class (an Aurora Global Database requires them)")
 
 
 def check(spec: EnvironmentSpec, layered: Layered) -> list[SpecError]:

@@ -101,6 +101,10 @@ class Database(Section):
     # the longest the platform may stop logging when the primary fails; RDS Multi-AZ documents
     # 60-120 s, Aurora about 30 s (a value under 120 picks Aurora)
     max_failover_seconds: int | None = Field(default=None, ge=1, le=3_600)
+    # losing a region: backups (RDS replicates its automated backups, Aurora copies a daily snapshot)
+    # or global (an Aurora Global Database secondary); default backups in production, none elsewhere
+    disaster_recovery: Literal["none", "backups", "global"] | None = None
+    secondary_region: str | None = None  # default: the region's recovery pair (infra/data/regions.yaml)
     engine_version: EngineVersion = Field(default_factory=catalogue.default_engine_version)  # type: ignore[valid-type]
     instance_class: str | None = None
     read_replicas: int | None = Field(default=None, ge=0, le=15)  # RDS allows 15 replicas per source
@@ -183,6 +187,19 @@ class EnvironmentSpec(Section):
     @property
     def multi_az(self) -> bool:
         return self.production if self.database.multi_az is None else self.database.multi_az
+
+    @property
+    def disaster_recovery(self) -> str:
+        if self.database.disaster_recovery is not None:
+            return self.database.disaster_recovery
+        return "backups" if self.production else "none"
+
+    @property
+    def secondary_region(self) -> str | None:
+        """Where disaster recovery goes: the file's, else the region's recovery pair; None without it."""
+        if self.disaster_recovery == "none":
+            return None
+        return self.database.secondary_region or catalogue.recovery_pairs().get(self.region)
 
     @property
     def deletion_protection(self) -> bool:

@@ -1,0 +1,82 @@
+"""Losing a region: the plan's recovery (mode, second region, recovery point and time, cost), its
+validation, and what the stack declares for it (RDS backup replication and the artifact replica in
+the second region, each with a key of that region), checked against botocore's models."""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers import environment, render, validate, variant, wire
+from infra.planning.plan import plan
+
+
+def test_production_defaults_to_backups_in_the_regions_pair_and_other_tiers_to_none():
+    prod = plan(environment("prod")).recovery
+    assert (prod.mode, prod.secondary_region) == ("backups", "us-west-2")
+    assert "us-east-1's default pair" in prod.reason and "every 5 minutes" in prod.recovery_point and prod.monthly_usd > 0
+    for env in ("dev", "staging"):
+        assert plan(environment(env)).recovery.mode == "none"
+
+
+def test_production_without_recovery_is_warned_about():
+    p = plan(variant("prod", **{"database.disaster_recovery": "none"}))
+    assert p.recovery.mode == "none" and any("disaster_recovery none" in w for w in p.warnings)
+    assert not any(line.component == "disaster recovery" for line in p.cost.lines)
+
+
+def test_global_takes_aurora_with_seconds_of_recovery_point():
+    p = plan(variant("prod", **{"database.disaster_recovery": "global", "database.secondary_region": "us-east-2"}))
+    assert p.database.engine.engine == "aurora" and "Global Database" in p.database.engine.reason
+    assert (p.recovery.mode, p.recovery.secondary_region) == ("global", "us-east-2")
+    assert p.recovery.recovery_point.startswith("typically seconds") and p.recovery.recovery_time.startswith("minutes")
+
+
+def test_aurora_backups_are_daily_snapshot_copies():
+    r = plan(variant("prod", **{"database.engine": "aurora"})).recovery
+    assert r.mode == "backups" and r.recovery_point.startswith("up to 24 h") and "AWS Backup" in r.reason
+
+
+@pytest.fixture(scope="module")
+def prod():
+    mocks, component, urns, outputs = render("prod")
+    return mocks
+
+
+def test_rds_replicates_its_backups_from_the_second_region_with_a_key_there(prod):
+    replication = prod.one("aws:rds/instanceAutomatedBackupsReplication:InstanceAutomatedBackupsReplication")
+    provider = prod.one("pulumi:providers:aws", "-db-backup-region")
+    assert provider.inputs["region"] == "us-west-2"
+    key = prod.one("aws:kms/key:Key", "-db-backup-key")
+    assert replication.provider.startswith("urn:") and "mlflow-prod-db-backup-region" in replication.provider
+    assert key.provider == replication.provider, "the backups' key is in the second region"
+    i = wire(replication.inputs)
+    assert i["sourceDbInstanceArn"].endswith("mlflow-prod-db-primary") and i["retentionPeriod"] == 14
+    validate("rds", "StartDBInstanceAutomatedBackupsReplication", {
+        "SourceDBInstanceArn": i["sourceDbInstanceArn"], "BackupRetentionPeriod": i["retentionPeriod"], "KmsKeyId": i["kmsKeyId"]})
+
+
+def test_artifacts_replicate_to_a_versioned_encrypted_bucket_in_the_second_region(prod):
+    config = prod.one("aws:s3/bucketReplicationConfig:BucketReplicationConfig").inputs
+    replica = prod.one("aws:s3/bucket:Bucket", "-replica-bucket")
+    assert replica.provider and "mlflow-prod-artifacts-replica-region" in replica.provider
+    assert prod.one("pulumi:providers:aws", "-artifacts-replica-region").inputs["region"] == "us-west-2"
+    rule = config["rules"][0]
+    assert rule["destination"]["bucket"].endswith("mlflow-prod-artifacts-replica-bucket")
+    assert rule["sourceSelectionCriteria"]["sseKmsEncryptedObjects"]["status"] == "Enabled"
+    assert rule["destination"]["encryptionConfiguration"]["replicaKmsKeyId"].endswith("mlflow-prod-artifacts-replica-key")
+    validate("s3", "PutBucketReplication", {"Bucket": "mlflow-prod-artifacts", "ReplicationConfiguration": {
+        "Role": config["role"], "Rules": [{
+            "ID": rule["id"], "Status": rule["status"], "Priority": wire(rule["priority"]), "Filter": {},
+            "DeleteMarkerReplication": {"Status": rule["deleteMarkerReplication"]["status"]},
+            "SourceSelectionCriteria": {"SseKmsEncryptedObjects": {"Status": "Enabled"}},
+            "Destination": {"Bucket": rule["destination"]["bucket"], "StorageClass": rule["destination"]["storageClass"],
+                            "EncryptionConfiguration": {"ReplicaKmsKeyID": rule["destination"]["encryptionConfiguration"]["replicaKmsKeyId"]}}}]}})
+    versioning = {v.inputs["bucket"]: v.inputs["versioningConfiguration"]["status"]
+                  for v in prod.of_type("aws:s3/bucketVersioning:BucketVersioning")}
+    assert set(versioning.values()) == {"Enabled"} and len(versioning) == 2, "replication needs versioning on both buckets"
+
+
+def test_staging_declares_nothing_in_a_second_region():
+    mocks, *_ = render("staging")
+    assert not mocks.of_type("pulumi:providers:aws")
+    assert not mocks.of_type("aws:rds/instanceAutomatedBackupsReplication:InstanceAutomatedBackupsReplication")
