@@ -80,3 +80,24 @@ def test_staging_declares_nothing_in_a_second_region():
     mocks, *_ = render("staging")
     assert not mocks.of_type("pulumi:providers:aws")
     assert not mocks.of_type("aws:rds/instanceAutomatedBackupsReplication:InstanceAutomatedBackupsReplication")
+
+
+def test_aurora_copies_a_daily_snapshot_to_a_vault_in_the_second_region():
+    mocks, *_ = render("prod", variant("prod", **{"database.engine": "aurora"}))
+    plan_ = mocks.one("aws:backup/plan:Plan").inputs
+    rule = plan_["rules"][0]
+    copies = mocks.one("aws:backup/vault:Vault", "-backup-copies")
+    assert copies.provider and "mlflow-prod-db-backup-region" in copies.provider
+    assert mocks.one("pulumi:providers:aws", "-db-backup-region").inputs["region"] == "us-west-2"
+    assert rule["copyActions"][0]["destinationVaultArn"].endswith("mlflow-prod-db-backup-copies")
+    assert rule["lifecycle"]["deleteAfter"] == rule["copyActions"][0]["lifecycle"]["deleteAfter"] == 14
+    selection = mocks.one("aws:backup/selection:Selection").inputs
+    assert selection["resources"] == ["arn:aws:mock:us-east-1:123456789012:cluster/mlflow-prod-db-cluster"]
+    validate("backup", "CreateBackupPlan", {"BackupPlan": {"BackupPlanName": "mlflow-prod-db-backups", "Rules": [{
+        "RuleName": rule["ruleName"], "TargetBackupVaultName": rule["targetVaultName"], "ScheduleExpression": rule["schedule"],
+        "Lifecycle": {"DeleteAfterDays": wire(rule["lifecycle"]["deleteAfter"])},
+        "CopyActions": [{"DestinationBackupVaultArn": rule["copyActions"][0]["destinationVaultArn"],
+                         "Lifecycle": {"DeleteAfterDays": wire(rule["copyActions"][0]["lifecycle"]["deleteAfter"])}}]}]}})
+    validate("backup", "CreateBackupSelection", {"BackupPlanId": "plan-id", "BackupSelection": {
+        "SelectionName": selection["name"], "IamRoleArn": selection["iamRoleArn"], "Resources": selection["resources"]}})
+    assert not mocks.of_type("aws:rds/instanceAutomatedBackupsReplication:InstanceAutomatedBackupsReplication")

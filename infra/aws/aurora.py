@@ -13,6 +13,7 @@ import pulumi
 import pulumi_aws as aws
 
 from .database import LOG_EXPORTS_AURORA, ProxySettings, enhanced_monitoring_role, key_and_secrets, rds_proxy
+from .iam import assume_role_policy
 from .parameter_group import ParameterGroupArgs, ParameterSetting, check_parameter_group, parameter_group, settings
 from ..endpoints import DATABASE_NAME, DATABASE_USERNAME, TARGET_TAG
 
@@ -20,6 +21,8 @@ ENGINE = "aurora-postgresql"
 MAX_READERS = 15          # "one primary DB instance and up to 15 Aurora Replicas" (aurora-replicas-adding.html)
 STORAGE_TYPES = ("", "aurora-iopt1")  # Standard ("": the API never echoes "aurora") or I/O-Optimized
 SCALING_COOLDOWN_S = 300  # Application Auto Scaling's default for Aurora replicas
+BACKUP_SCHEDULE = "cron(0 5 * * ? *)"  # daily, after the cluster's own backup window (03:00-04:00 UTC)
+BACKUP_ROLE_POLICY = "arn:aws:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForBackup"
 
 
 @dataclass
@@ -52,6 +55,9 @@ class AuroraArgs:
     performance_insights_retention_days: int = 7
     proxy: ProxySettings | None = None
     proxy_security_group_ids: list[pulumi.Input[str]] = field(default_factory=list)
+    backup_copy_region: str | None = None
+    """A second region AWS Backup copies a daily snapshot of the cluster to (Aurora has no automated
+    backup replication); kept `backup_retention_days` days there. None: no copy."""
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -146,6 +152,9 @@ class TrackingAuroraCluster(pulumi.ComponentResource):
         self.scaling_target = None
         if args.readers_max > len(args.reader_zones):
             self._reader_autoscaling(name, args, child)
+        self.backup_plan = None
+        if args.backup_copy_region:
+            self._copy_backups(name, args, child)
 
         self.secret_arn = self.app_secret.arn
         self.master_secret_arn = self.master_secret.arn
@@ -168,6 +177,26 @@ class TrackingAuroraCluster(pulumi.ComponentResource):
         self.register_outputs({"endpoint": self.endpoint, "reader_endpoint": self.reader_endpoint,
                                "writer_endpoint": self.cluster.endpoint, "secret_arn": self.secret_arn,
                                "master_secret_arn": self.master_secret_arn})
+
+    def _copy_backups(self, name: str, args: AuroraArgs, child: pulumi.ResourceOptions) -> None:
+        """AWS Backup: a daily snapshot of the cluster into a vault here (the stack's key) and a copy
+        into a vault in the second region (a key of that region), both kept for the retention."""
+        region = aws.Provider(f"{name}-backup-region", region=args.backup_copy_region, opts=child)
+        there = pulumi.ResourceOptions(parent=self, provider=region)
+        self.backup_key = aws.kms.Key(f"{name}-backup-key", description=f"{name}: backup copies in {args.backup_copy_region}",
+                                      enable_key_rotation=True, deletion_window_in_days=30, tags=args.tags, opts=there)
+        copies = aws.backup.Vault(f"{name}-backup-copies", kms_key_arn=self.backup_key.arn, tags=args.tags, opts=there)
+        vault = aws.backup.Vault(f"{name}-backups", kms_key_arn=self.key.arn, tags=args.tags, opts=child)
+        role = aws.iam.Role(f"{name}-backup", assume_role_policy=assume_role_policy("backup.amazonaws.com"),
+                            managed_policy_arns=[BACKUP_ROLE_POLICY], tags=args.tags, opts=child)
+        keep = {"delete_after": args.backup_retention_days}
+        self.backup_plan = aws.backup.Plan(
+            f"{name}-backups", rules=[{"rule_name": "daily-to-second-region", "target_vault_name": vault.name,
+                                       "schedule": BACKUP_SCHEDULE, "lifecycle": keep,
+                                       "copy_actions": [{"destination_vault_arn": copies.arn, "lifecycle": keep}]}],
+            tags=args.tags, opts=child)
+        aws.backup.Selection(f"{name}-backups", plan_id=self.backup_plan.id, iam_role_arn=role.arn, name=f"{name}-cluster",
+                             resources=[self.cluster.arn], opts=child)
 
     def _reader_autoscaling(self, name: str, args: AuroraArgs, child: pulumi.ResourceOptions) -> None:
         """Application Auto Scaling adds readers (of the writer's class, promotion tier 15) above the

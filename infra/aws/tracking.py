@@ -85,7 +85,8 @@ def aurora_args(plan: CapacityPlan, network: TrackingNetwork) -> AuroraArgs:
         performance_insights_retention_days=db.performance_insights_retention_days,
         proxy=ProxySettings(proxy.max_connections_percent, proxy.max_idle_connections_percent,
                             proxy.idle_client_timeout_seconds, proxy.require_tls) if proxy else None,
-        proxy_security_group_ids=[network.proxy_sg.id], tags=plan.tags)
+        proxy_security_group_ids=[network.proxy_sg.id],
+        backup_copy_region=plan.recovery.secondary_region if plan.recovery.mode == "backups" else None, tags=plan.tags)
 
 
 class MlflowTracking(pulumi.ComponentResource):
@@ -108,6 +109,9 @@ class MlflowTracking(pulumi.ComponentResource):
 
         self.network = TrackingNetwork(f"{name}-net", network_args(spec, plan), opts=child)
         aurora = plan.database.engine.engine == "aurora"
+        if plan.recovery.mode == "global":
+            raise ValueError("database.disaster_recovery: 'global' is planned but the Aurora Global Database secondary"
+                             " is not realized yet; expected 'backups' (issue 12, in progress)")
         if aurora:
             self.database = TrackingAuroraCluster(f"{name}-db", aurora_args(plan, self.network), opts=child)
             writer, writer_address = self.database.writer, self.database.cluster.endpoint
