@@ -135,3 +135,22 @@ def test_plan_json_carries_the_decision(capsys):
     engine = json.loads(capsys.readouterr().out)["database"]["engine"]
     assert engine["engine"] == "rds" and engine["requested"] == "auto"
     assert set(engine["costs"]) == {"rds", "aurora_standard", "aurora_io_optimized", "aurora_io_requests_per_month", "detail"}
+
+
+def test_the_ui_heavy_example_plans_aurora_renders_it_and_passes_the_policies():
+    from infra import load_environment
+    from infra.aws.mocks import render_stack
+    from infra.policy.check import policy_config, stack_resources
+    from infra.policy.rules import PolicyConfig, evaluate
+    from helpers import ROOT
+
+    path = ROOT / "examples" / "complete" / "environment-ui-heavy.yaml"
+    spec = load_environment(path, path.parent)
+    p = plan(spec)
+    assert (p.database.engine.engine, p.database.engine.readers_min, p.database.engine.readers_max) == ("aurora", 4, 8)
+    mocks, *_ = render_stack(spec)
+    assert len(mocks.of_type("aws:rds/clusterInstance:ClusterInstance")) == 5 and not mocks.of_type("aws:rds/instance:Instance")
+    target = next(t.inputs for t in mocks.of_type("aws:appautoscaling/target:Target") if t.inputs["serviceNamespace"] == "rds")
+    assert (target["minCapacity"], target["maxCapacity"]) == (4, 8)
+    violations = evaluate(stack_resources(spec), PolicyConfig.from_dict(policy_config(spec, p)))
+    assert [v.message for v in violations if v.rule.mandatory] == []
