@@ -103,13 +103,24 @@ def render_plan(p: CapacityPlan, console: Console) -> None:
     dbt.add_row("monthly database cost", f"RDS ${e.costs.rds:,.0f} | Aurora Standard ${e.costs.aurora_standard:,.0f}"
                 f" | I/O-Optimized ${e.costs.aurora_io_optimized:,.0f}", e.costs.detail)
     dbt.add_row("instance class", f"{db.instance.instance_class} ({db.instance.vcpu} vCPU, {db.instance.memory_gib:g} GiB)", db.instance.reason)
-    dbt.add_row("storage", f"{s.allocated_gib:,} GiB gp3, autoscaling to {s.max_allocated_gib:,} GiB", s.reason)
-    dbt.add_row("IOPS / throughput", f"{s.iops:,} / {s.throughput_mibps} MiB/s" + (" (provisioned)" if s.iops_provisioned else " (gp3 baseline)"), f"need {s.needed_iops:,} IOPS, {s.needed_mibps} MiB/s")
-    dbt.add_row("read replicas", str(db.replicas.count), db.replicas.reason)
+    if e.engine == "aurora":
+        dbt.add_row("storage", f"Aurora {'I/O-Optimized' if e.aurora_storage_type else 'Standard'}, grows by itself",
+                    f"{p.load.storage_at_retention_gib:,.0f} GiB at retention; {e.costs.aurora_io_requests_per_month / 1e6:,.0f}"
+                    " million write I/Os a month")
+        dbt.add_row("readers", f"{e.readers_min}-{e.readers_max} (autoscaling on CPU)", db.replicas.reason)
+        dbt.add_row("parameters left to Aurora", ", ".join(name for name, _ in db.left_to_engine),
+                    "; ".join(sorted({why for _, why in db.left_to_engine})))
+    else:
+        dbt.add_row("storage", f"{s.allocated_gib:,} GiB gp3, autoscaling to {s.max_allocated_gib:,} GiB", s.reason)
+        dbt.add_row("IOPS / throughput", f"{s.iops:,} / {s.throughput_mibps} MiB/s" + (" (provisioned)" if s.iops_provisioned else " (gp3 baseline)"), f"need {s.needed_iops:,} IOPS, {s.needed_mibps} MiB/s")
+        dbt.add_row("read replicas", str(db.replicas.count), db.replicas.reason)
     dbt.add_row("multi-AZ", str(db.multi_az.value).lower(), db.multi_az.reason)
     dbt.add_row("durability", db.durability.value, db.durability.reason)
     dbt.add_row("backup retention", f"{db.backup_retention_days.value} days", db.backup_retention_days.reason)
     dbt.add_row("deletion protection", str(db.deletion_protection.value).lower(), db.deletion_protection.reason)
+    r = p.recovery
+    dbt.add_row("losing the region", r.mode + (f" to {r.secondary_region} (${r.monthly_usd:,.0f}/month)" if r.secondary_region else ""),
+                f"{r.reason}; recovery point: {r.recovery_point}; recovery time: {r.recovery_time}")
     dbt.add_row("monitoring", f"enhanced every {db.monitoring_interval_seconds} s, Performance Insights {db.performance_insights_retention_days} days", "see what the database waits on")
     console.print(dbt)
 

@@ -383,7 +383,8 @@ def plan(spec: EnvironmentSpec, k: Coefficients | None = None) -> CapacityPlan:
         storage=storage,
         replicas=replicas,
         multi_az=Decision(spec.multi_az, "set in the environment file" if db_spec.multi_az is not None
-                          else ("production: a standby in a second zone takes over in ~1-2 min" if spec.production
+                          else (("production: a reader in a second zone takes over in about 30 s" if aurora else
+                                 "production: a standby in a second zone takes over in ~1-2 min") if spec.production
                                 else f"{spec.tier}: a single zone halves the instance cost")),
         backup_retention_days=Decision(spec.backup_retention_days, "set in the environment file" if db_spec.backup_retention_days is not None
                                        else ("production keeps two weeks of point-in-time recovery" if spec.production else "one week of point-in-time recovery")),

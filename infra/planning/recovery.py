@@ -63,7 +63,7 @@ def plan_recovery(*, mode: str, region: str, secondary_region: str | None, engin
             "a restore of that snapshot into a new cluster (hours, growing with the data), then the servers in the second region",
             round(cost, 2),
             f"AWS Backup copies a daily snapshot of the cluster to {where} and keeps {retention_days} days of them"
-            " (Aurora has no automated backup replication)")
+            " (Aurora has no automated backup replication); the cost is an upper bound, each daily copy counted in full")
     cost = data_gib * prices["rds_backup_gib_month"] + transfer
     return RecoveryPlan(
         "backups", secondary_region,
