@@ -78,14 +78,40 @@ class Deployment:
 # ---------------------------------------------------------------------------------------------
 # reading
 
+# an Aurora cluster's members by the plan's node names: its writer is the primary, reader-<i> replica-<i>
+AURORA_NODES = {"writer": "primary"}
+
+
+def node_name(target: str) -> str:
+    return AURORA_NODES.get(target, target.replace("reader-", "replica-", 1) if target.startswith("reader-") else target)
+
+
 def read_databases(rds, environment: str) -> dict[str, dict]:
+    """The environment's RDS instances (Aurora members included) by the plan's node: `primary`, `replica-<i>`."""
     found = {}
     for page in rds.get_paginator("describe_db_instances").paginate():
         for db in page["DBInstances"]:
             tags = tag_map(db.get("TagList"))
             if tags.get(ENVIRONMENT_TAG) == environment and tags.get(TARGET_TAG):
-                found[tags[TARGET_TAG]] = db
+                found[node_name(tags[TARGET_TAG])] = db
     return found
+
+
+def read_cluster(rds, environment: str) -> dict | None:
+    """The environment's Aurora cluster (tagged `cluster`), or None on RDS for PostgreSQL."""
+    for page in rds.get_paginator("describe_db_clusters").paginate():
+        for cluster in page["DBClusters"]:
+            tags = tag_map(cluster.get("TagList"))
+            if tags.get(ENVIRONMENT_TAG) == environment and tags.get(TARGET_TAG) == "cluster":
+                return cluster
+    return None
+
+
+def read_cluster_parameters(rds, group: str) -> dict[str, str]:
+    values = {}
+    for page in rds.get_paginator("describe_db_cluster_parameters").paginate(DBClusterParameterGroupName=group, Source="user"):
+        values.update({p["ParameterName"]: p.get("ParameterValue", "") for p in page["Parameters"]})
+    return values
 
 
 def read_parameters(rds, group: str) -> dict[str, str]:
@@ -295,7 +321,7 @@ def database_findings(databases: Mapping[str, dict], capacity: CapacityPlan) -> 
             findings.append(Finding("network", "medium", f"primary {primary['DBInstanceIdentifier']} runs in {zone}; the"
                                     f" training compute runs in {', '.join(expected)}: every logging call crosses zones",
                                     failover, "rds"))
-        if db.storage.iops_provisioned and (primary.get("Iops") or 0) < db.storage.iops:
+        if db.engine.engine == "rds" and db.storage.iops_provisioned and (primary.get("Iops") or 0) < db.storage.iops:
             findings.append(Finding("instance", "medium", f"primary {primary['DBInstanceIdentifier']} has {primary.get('Iops')}"
                                     f" IOPS; the plan provisions {db.storage.iops:,}", drift, "rds"))
     return findings

@@ -73,7 +73,12 @@ def diagnose(capacity: CapacityPlan, session, window_hours: float = aws.DEFAULT_
             report.sources[-1] = Source("rds", False, f"no RDS instance tagged {ENVIRONMENT_TAG}={env} and {TARGET_TAG}=primary"
                                         f" in {region}: is the stack deployed (pulumi up) in this account and region?")
         report.findings += aws.database_findings(databases, capacity)
-        groups = {"primary": capacity.database.primary_parameters, "replica": capacity.database.replica_parameters}
+        aurora = capacity.database.engine.engine == "aurora"
+        # Aurora: the writer and every reader share the instance group (the plan's primary set)
+        groups = {"primary": capacity.database.primary_parameters,
+                  "replica": capacity.database.primary_parameters if aurora else capacity.database.replica_parameters}
+        if aurora:
+            _aurora_cluster(report, capacity, rds, deployment)
         seen = set()
         for node, db in databases.items():
             for group in (g["DBParameterGroupName"] for g in db.get("DBParameterGroups", [])):
@@ -99,7 +104,8 @@ def diagnose(capacity: CapacityPlan, session, window_hours: float = aws.DEFAULT_
     balancers = _read(report, "elbv2", f"load balancers and target groups tagged {ENVIRONMENT_TAG}={env}",
                       lambda: aws.load_balancer_dimensions(aws.read_load_balancers(client("elbv2")), env))
 
-    deployment.dimensions = {**{n: {"DBInstanceIdentifier": d["DBInstanceIdentifier"]} for n, d in deployment.databases.items()},
+    deployment.dimensions = {**deployment.dimensions,
+                             **{n: {"DBInstanceIdentifier": d["DBInstanceIdentifier"]} for n, d in deployment.databases.items()},
                              **(balancers or {}), **aws.service_dimensions(deployment.services)}
     primary = deployment.databases.get("primary")
     queries = aws.metric_queries(capacity.alarms, deployment.dimensions,
@@ -110,7 +116,8 @@ def diagnose(capacity: CapacityPlan, session, window_hours: float = aws.DEFAULT_
     if series is not None:
         report.findings += aws.alarm_findings(capacity.alarms, series, window_hours, env)
         storage = capacity.database.storage
-        report.findings += aws.storage_findings(series, storage.iops, storage.throughput_mibps, env)
+        if capacity.database.engine.engine == "rds":  # Aurora's storage has no provisioned IOPS to compare with
+            report.findings += aws.storage_findings(series, storage.iops, storage.throughput_mibps, env)
 
     report.sources.append(Source("prometheus", True, "not read on AWS: a scrape through the load balancer reaches one"
                                  " task; the load balancers' metrics stand in"))
@@ -127,6 +134,22 @@ def master_credentials(secretsmanager, env: str) -> dict:
             if tags.get(ENVIRONMENT_TAG) == env and tags.get(TARGET_TAG) == MASTER_SECRET_TARGET:
                 return json.loads(secretsmanager.get_secret_value(SecretId=secret["ARN"])["SecretString"])
     raise LookupError(f"no secret tagged {ENVIRONMENT_TAG}={env} and {TARGET_TAG}={MASTER_SECRET_TARGET}")
+
+
+def _aurora_cluster(report: Report, capacity: CapacityPlan, rds, deployment: aws.Deployment) -> None:
+    """The cluster (its dimensions for the readers' lag alarm) and its cluster parameter group against the plan's."""
+    env = capacity.environment
+    cluster = _read(report, "rds:cluster", f"the Aurora cluster tagged {ENVIRONMENT_TAG}={env} (describe_db_clusters)",
+                    lambda: aws.read_cluster(rds, env))
+    if cluster is None:
+        return
+    deployment.dimensions["cluster"] = {"DBClusterIdentifier": cluster["DBClusterIdentifier"]}
+    group = cluster.get("DBClusterParameterGroup")
+    if group:
+        values = _read(report, f"rds:{group}", f"cluster parameter group {group} (describe_db_cluster_parameters)",
+                       lambda: aws.read_cluster_parameters(rds, group))
+        if values is not None:
+            report.findings += aws.parameter_group_findings(values, capacity.database.cluster_parameters, group, "cluster", env)
 
 
 def primary_uri(primary: dict, credentials: dict) -> str:
@@ -159,7 +182,9 @@ def _database_source(report: Report, capacity: CapacityPlan, client, primary: di
     planned_indexes = [(i.name, i.table) for i in index_migration().indexes]
     try:
         with psycopg.connect(database_uri, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as conn:
-            found, facts = database.check_primary(conn, settings, planned_indexes, capacity.database.replicas.count, remedies)
+            # Aurora readers share the writer's storage: nothing streams to them, so no replication to expect
+            streaming = 0 if capacity.database.engine.engine == "aurora" else capacity.database.replicas.count
+            found, facts = database.check_primary(conn, settings, planned_indexes, streaming, remedies)
     except psycopg.Error as exc:
         report.sources.append(Source("database", False, f"the primary did not answer: {_first_line(exc)} (its subnets are"
                                      " private: run the doctor inside the VPC, or pass --database-uri through a tunnel)"))
