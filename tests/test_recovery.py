@@ -101,3 +101,36 @@ def test_aurora_copies_a_daily_snapshot_to_a_vault_in_the_second_region():
     validate("backup", "CreateBackupSelection", {"BackupPlanId": "plan-id", "BackupSelection": {
         "SelectionName": selection["name"], "IamRoleArn": selection["iamRoleArn"], "Resources": selection["resources"]}})
     assert not mocks.of_type("aws:rds/instanceAutomatedBackupsReplication:InstanceAutomatedBackupsReplication")
+
+
+AUTO_BACKUP = "arn:aws:rds:us-east-1:123456789012:auto-backup:ab-abcdefghijklmnopqrstuvwxyz"
+
+
+def test_a_restored_primary_starts_from_the_replicated_backups_and_takes_the_stacks_password():
+    spec = variant("prod", **{"database.restore_from": AUTO_BACKUP, "database.restore_time": "2026-11-28T03:00:00Z"})
+    p = plan(spec)
+    assert (p.database.restore.arn, p.database.restore.time) == (AUTO_BACKUP, "2026-11-28T03:00:00Z")
+    assert p.database.restore.reason.startswith("a point-in-time restore of replicated automated backups to 2026-11-28T03:00:00Z")
+    mocks, *_ = render("prod", spec)
+    primary = wire(mocks.one("aws:rds/instance:Instance", "-primary").inputs)
+    assert primary["restoreToPointInTime"] == {"sourceDbInstanceAutomatedBackupsArn": AUTO_BACKUP, "restoreTime": "2026-11-28T03:00:00Z"}
+    assert primary["identifier"] == "mlflow-prod-db-primary" and "dbName" not in primary and "username" not in primary
+    assert primary["password"], "the stack's master password is set on the restored instance"
+    validate("rds", "RestoreDBInstanceToPointInTime", {
+        "TargetDBInstanceIdentifier": primary["identifier"], "SourceDBInstanceAutomatedBackupsArn": AUTO_BACKUP,
+        "RestoreTime": "2026-11-28T03:00:00Z", "DBInstanceClass": primary["instanceClass"], "MultiAZ": primary["multiAz"],
+        "StorageType": primary["storageType"], "VpcSecurityGroupIds": primary["vpcSecurityGroupIds"]})
+
+
+def test_an_aurora_cluster_restores_from_a_cluster_snapshot():
+    arn = "arn:aws:rds:us-east-1:123456789012:cluster-snapshot:mlflow-prod-before-upgrade"
+    mocks, *_ = render("prod", variant("prod", **{"database.engine": "aurora", "database.restore_from": arn}))
+    cluster = mocks.one("aws:rds/cluster:Cluster").inputs
+    assert cluster["snapshotIdentifier"] == arn and "masterUsername" not in cluster and "databaseName" not in cluster
+
+
+def test_rds_backups_cannot_restore_into_an_aurora_plan():
+    from infra.spec import SpecInvalid
+
+    with pytest.raises(SpecInvalid, match="it restores an RDS instance but the plan chose Aurora"):
+        plan(variant("prod", **{"database.restore_from": AUTO_BACKUP, "workload.concurrent_ui_users": 1000}))

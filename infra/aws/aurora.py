@@ -55,6 +55,8 @@ class AuroraArgs:
     performance_insights_retention_days: int = 7
     proxy: ProxySettings | None = None
     proxy_security_group_ids: list[pulumi.Input[str]] = field(default_factory=list)
+    restore_from: str | None = None
+    """A DB cluster snapshot ARN the cluster starts from instead of an empty database."""
     backup_copy_region: str | None = None
     """A second region AWS Backup copies a daily snapshot of the cluster to (Aurora has no automated
     backup replication); kept `backup_retention_days` days there. None: no copy."""
@@ -101,8 +103,9 @@ class TrackingAuroraCluster(pulumi.ComponentResource):
             f"{name}-cluster",
             engine=ENGINE,
             engine_version=args.engine_version,
-            database_name=DATABASE_NAME,
-            master_username=DATABASE_USERNAME,
+            # restored from a cluster snapshot: its name and master user are the snapshot's
+            **({"snapshot_identifier": args.restore_from} if args.restore_from else
+               {"database_name": DATABASE_NAME, "master_username": DATABASE_USERNAME}),
             # the stack's own secret, as on RDS: the migrate step and doctor read it the same way
             master_password=self.master_secret.password,
             db_subnet_group_name=subnet_group.name,

@@ -64,6 +64,10 @@ class DatabaseArgs:
     performance_insights_retention_days: int = 7
     proxy: ProxySettings | None = None
     proxy_security_group_ids: list[pulumi.Input[str]] = field(default_factory=list)
+    restore_from: str | None = None
+    """Start from replicated automated backups (an `auto-backup` ARN: a point-in-time restore to
+    `restore_time`, else the latest restorable time) or a DB snapshot ARN instead of an empty database."""
+    restore_time: str | None = None
     backup_replication_region: str | None = None
     """A second region RDS replicates the primary's automated backups (snapshots and transaction logs)
     to, for a point-in-time restore there after losing this region; None: none."""
@@ -107,8 +111,7 @@ class TrackingDatabase(pulumi.ComponentResource):
             f"{name}-primary",
             engine="postgres",
             engine_version=args.engine_version,
-            db_name=DATABASE_NAME,
-            username=DATABASE_USERNAME,
+            **restore_arguments(name, args),
             password=self.master_secret.password,
             db_subnet_group_name=subnet_group.name,
             parameter_group_name=self.primary_parameter_group.name,
@@ -190,6 +193,19 @@ class TrackingDatabase(pulumi.ComponentResource):
                                args.tags, child)
         aws.rds.ProxyTarget(f"{name}-proxy", db_proxy_name=self.proxy.name, target_group_name="default",
                             db_instance_identifier=self.primary.identifier, opts=child)
+
+
+def restore_arguments(name: str, args: DatabaseArgs) -> dict:
+    """A new database, or one restored: the name and master user come from the source then, and the
+    stack's password is set on it once restored; a point-in-time restore needs the new instance's
+    identifier (pulumi-aws `rds.Instance.restore_to_point_in_time`)."""
+    if args.restore_from is None:
+        return {"db_name": DATABASE_NAME, "username": DATABASE_USERNAME}
+    if ":auto-backup:" in args.restore_from:
+        point = {"source_db_instance_automated_backups_arn": args.restore_from,
+                 **({"restore_time": args.restore_time} if args.restore_time else {"use_latest_restorable_time": True})}
+        return {"identifier": f"{name}-primary", "restore_to_point_in_time": point}
+    return {"snapshot_identifier": args.restore_from}
 
 
 def key_and_secrets(name: str, tags: dict[str, str], child: pulumi.ResourceOptions, keep: pulumi.ResourceOptions):

@@ -68,7 +68,8 @@ def database_args(plan: CapacityPlan, network: TrackingNetwork) -> DatabaseArgs:
         proxy=ProxySettings(proxy.max_connections_percent, proxy.max_idle_connections_percent,
                             proxy.idle_client_timeout_seconds, proxy.require_tls) if proxy else None,
         proxy_security_group_ids=[network.proxy_sg.id],
-        backup_replication_region=plan.recovery.secondary_region if plan.recovery.mode == "backups" else None, tags=plan.tags)
+        backup_replication_region=plan.recovery.secondary_region if plan.recovery.mode == "backups" else None,
+        restore_from=db.restore.arn, restore_time=db.restore.time, tags=plan.tags)
 
 
 def aurora_args(plan: CapacityPlan, network: TrackingNetwork) -> AuroraArgs:
@@ -86,7 +87,8 @@ def aurora_args(plan: CapacityPlan, network: TrackingNetwork) -> AuroraArgs:
         proxy=ProxySettings(proxy.max_connections_percent, proxy.max_idle_connections_percent,
                             proxy.idle_client_timeout_seconds, proxy.require_tls) if proxy else None,
         proxy_security_group_ids=[network.proxy_sg.id],
-        backup_copy_region=plan.recovery.secondary_region if plan.recovery.mode == "backups" else None, tags=plan.tags)
+        backup_copy_region=plan.recovery.secondary_region if plan.recovery.mode == "backups" else None,
+        restore_from=db.restore.arn, tags=plan.tags)
 
 
 class MlflowTracking(pulumi.ComponentResource):

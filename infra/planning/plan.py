@@ -69,6 +69,13 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class RestorePlan:
+    arn: str | None      # replicated automated backups, a DB snapshot or a DB cluster snapshot; None: created empty
+    time: str | None     # a point-in-time restore's time; None: the latest restorable time
+    reason: str
+
+
+@dataclass(frozen=True)
 class DatabasePlan:
     engine: EngineDecision
     engine_version: str
@@ -87,6 +94,8 @@ class DatabasePlan:
     replica_parameters: tuple[Parameter, ...]
     cluster_parameters: tuple[Parameter, ...] = ()
     """Aurora only: the DB cluster parameter group."""
+    restore: RestorePlan = RestorePlan(None, None, "created empty")
+    """What the database starts from: empty, or an ARN restored (and to when)."""
     left_to_engine: tuple[tuple[str, str], ...] = ()
     """Aurora only: planned parameters Aurora does not take, each with why."""
 
@@ -292,6 +301,27 @@ def _artifacts(spec: EnvironmentSpec) -> ArtifactsPlan:
                          force_destroy=not spec.production)
 
 
+def restore_decision(arn: str | None, time: str | None, engine: str, source_file: str) -> RestorePlan:
+    """What the database starts from. An RDS instance restores from replicated automated backups (to
+    `time`, else the latest restorable time) or a DB snapshot; an Aurora cluster from a cluster
+    snapshot. The stack's own master password replaces the source's once restored, and the migrate
+    step resets the application role's password, so the new stack's secrets open it."""
+    from ..spec import SpecError, SpecInvalid
+
+    if arn is None:
+        return RestorePlan(None, None, "created empty")
+    kind = arn.split(":")[5]
+    if engine == "aurora" and kind != "cluster-snapshot":
+        raise SpecInvalid([SpecError(source_file, "database.restore_from",
+                                     f"'{arn}' is not allowed for this plan: it restores an RDS instance but the plan chose Aurora;"
+                                     " expected database.engine rds, or a DB cluster snapshot")])
+    how = {"auto-backup": f"a point-in-time restore of replicated automated backups to {time or 'the latest restorable time'}",
+           "snapshot": "a restore of a DB snapshot", "cluster-snapshot": "a restore of a DB cluster snapshot"}[kind]
+    return RestorePlan(arn, time if kind == "auto-backup" else None,
+                       f"{how}; the stack's master password replaces the source's once restored, and the migrate step"
+                       " sets the application role's password from the new stack's secret")
+
+
 def plan(spec: EnvironmentSpec, k: Coefficients | None = None) -> CapacityPlan:
     """Turn a validated environment into every sizing decision. Raises SpecInvalid for a workload
     the catalogue cannot carry or a connection budget that cannot fit with rds_proxy: off."""
@@ -332,6 +362,7 @@ def plan(spec: EnvironmentSpec, k: Coefficients | None = None) -> CapacityPlan:
                          data_gib=data_gib, io_per_month=io_per_month)
     engine = decide(db_spec.engine, found, costs, on_aurora(rds_class).instance_class, readers)
     warnings.extend(engine.warnings)
+    restore = restore_decision(db_spec.restore_from, db_spec.restore_time, engine.engine, spec.source_file)
     recovery = plan_recovery(mode=spec.disaster_recovery, region=spec.region, secondary_region=spec.secondary_region,
                              engine=engine.engine, named=db_spec.secondary_region is not None, production=spec.production,
                              data_gib=data_gib, growth_gib_per_month=d.storage_growth_gib_per_day * 30,
@@ -399,6 +430,7 @@ def plan(spec: EnvironmentSpec, k: Coefficients | None = None) -> CapacityPlan:
         primary_parameters=tuple(aurora_parameters("instance", inputs) if aurora else primary_parameters(inputs)),
         replica_parameters=tuple(replica_parameters(inputs)) if replicas.count and not aurora else (),
         cluster_parameters=tuple(aurora_parameters("cluster", inputs)) if aurora else (),
+        restore=restore,
         left_to_engine=tuple(left_to_aurora(inputs)) if aurora else (),
     )
     placement = _placement(spec, replicas.count)

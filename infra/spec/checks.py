@@ -71,6 +71,17 @@ def _check_recovery(spec: EnvironmentSpec, bad) -> None:
             bad(("database", "secondary_region"), f"{show_value(db.secondary_region)} is not allowed; {hint}expected an AWS region where RDS is offered, such as us-west-2")
     elif mode != "none" and spec.secondary_region is None:
         bad(("database", "secondary_region"), f"is missing; disaster_recovery {mode} needs a second region and {spec.region} has no default pair; expected a region such as us-west-2")
+    if db.restore_from is not None:
+        kind, where = db.restore_from.split(":")[5], db.restore_from.split(":")[3]
+        aurora_only = db.engine == "aurora"
+        if aurora_only and kind != "cluster-snapshot":
+            bad(("database", "restore_from"), f"{show_value(db.restore_from)} is not allowed with database.engine aurora; expected a DB cluster snapshot ARN (arn:aws:rds:REGION:ACCOUNT:cluster-snapshot:NAME)")
+        elif not aurora_only and kind == "cluster-snapshot":
+            bad(("database", "restore_from"), f"{show_value(db.restore_from)} is not allowed; a DB cluster snapshot restores an Aurora cluster: expected database.engine aurora, or replicated automated backups or a DB snapshot for RDS")
+        elif where != spec.region:
+            bad(("database", "restore_from"), f"{show_value(db.restore_from)} is not allowed; expected backups or a snapshot in the environment's region {spec.region} (where the restored database runs)")
+    if db.restore_time is not None and not (db.restore_from or "").split(":")[5:6] == ["auto-backup"]:
+        bad(("database", "restore_time"), f"{show_value(db.restore_time)} is not allowed without replicated automated backups in database.restore_from; expected the key left out (a snapshot restores as it was taken)")
     if mode == "global":
         if db.engine == "rds":
             bad(("database", "disaster_recovery"), "'global' is not allowed with database.engine rds; expected 'backups', or engine auto or aurora (a Global Database is Aurora's)")

@@ -52,6 +52,9 @@ HostPattern = _text(r"^[A-Za-z0-9*.:-]{1,253}$", "a host name or pattern such as
 ImageUri = _text(r"^[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$", "a container image URI with a tag or digest")
 MlflowVersion = _text(r"^\d+\.\d+\.\d+$", "an exact MLflow release such as 3.17.2")
 EngineVersion = _text(r"^\d{2}(\.\d{1,2})?$", "a PostgreSQL major version such as '17' or a major.minor such as '17.6'")
+RestoreArn = _text(r"^arn:aws[a-z-]*:rds:[a-z0-9-]+:\d{12}:(auto-backup|snapshot|cluster-snapshot):[A-Za-z0-9:._-]{1,255}$",
+                   "an RDS ARN of replicated automated backups (auto-backup:ab-...), a DB snapshot or a DB cluster snapshot")
+RestoreTime = _text(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$", "a UTC time such as 2026-11-28T03:00:00Z")
 TagKey = _text(r"^[\w .:/=+@-]{1,128}$", "a tag key of 1-128 letters, digits, spaces or _.:/=+-@")
 
 
@@ -105,6 +108,11 @@ class Database(Section):
     # or global (an Aurora Global Database secondary); default backups in production, none elsewhere
     disaster_recovery: Literal["none", "backups", "global"] | None = None
     secondary_region: str | None = None  # default: the region's recovery pair (infra/data/regions.yaml)
+    # a new environment's database restored instead of created empty (recovery in the second region):
+    # RDS replicated automated backups (auto-backup ARN, to restore_time or the latest restorable
+    # time) or a DB snapshot ARN; Aurora a DB cluster snapshot ARN
+    restore_from: RestoreArn | None = None  # type: ignore[valid-type]
+    restore_time: RestoreTime | None = None  # type: ignore[valid-type]
     engine_version: EngineVersion = Field(default_factory=catalogue.default_engine_version)  # type: ignore[valid-type]
     instance_class: str | None = None
     read_replicas: int | None = Field(default=None, ge=0, le=15)  # RDS allows 15 replicas per source
