@@ -121,3 +121,11 @@ def wire(value):
             return wire(value["value"])
         return {k: wire(v) for k, v in value.items()}
     return value
+
+
+# prod's database as an Aurora Global Database: the secondary in us-west-2, in a VPC there
+GLOBAL_DR = {"database.disaster_recovery": "global", "database.secondary_region": "us-west-2",
+             "database.secondary_placement": {
+                 "vpc_id": "vpc-0b2c3d4e5f6a7b8c9", "cidr": "10.60.0.0/16",
+                 "subnets": [{"id": "subnet-0aa11bb22cc33dd44", "availability_zone": "us-west-2a"},
+                             {"id": "subnet-0ee55ff66aa77bb88", "availability_zone": "us-west-2b"}]}}

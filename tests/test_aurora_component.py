@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import pytest
 
-from infra.aws.aurora import AuroraArgs, TrackingAuroraCluster
+from infra.aws.aurora import AuroraArgs, GlobalSecondary, TrackingAuroraCluster
 from infra.aws.database import ProxySettings
 from infra.aws.parameter_group import ParameterSetting
 from infra.planning.aurora_parameters import aurora_parameters
 from infra.planning.parameters import ParameterInputs
 from helpers import build_alone as build, validate, wire
 
+SECONDARY = GlobalSecondary("us-west-2", "vpc-1", "10.60.0.0/16", ["subnet-a", "subnet-b"])
 INPUTS = ParameterInputs(memory_bytes=64 * 2**30, vcpu=8, max_connections=800, engine_major=17)
 
 
@@ -125,6 +126,12 @@ def test_a_writer_alone_gets_no_read_only_proxy_endpoint():
     ({"readers_max": 16}, "AuroraArgs.readers_max: 16 is not allowed; expected 0 or from len(reader_zones) (2) to 15"),
     ({"readers_max": 1}, "AuroraArgs.readers_max: 1 is not allowed"),
     ({"engine_version": "x"}, "ParameterGroupArgs.family: 'aurora-postgresqlx' is not allowed"),
+    ({"global_secondary": SECONDARY, "instance_class": "db.t4g.large"},
+     "AuroraArgs.instance_class: 'db.t4g.large' is not allowed with global_secondary; expected a memory optimized class"),
+    ({"global_secondary": SECONDARY, "backup_copy_region": "us-west-2"},
+     "AuroraArgs.backup_copy_region: 'us-west-2' is not allowed with global_secondary"),
+    ({"global_secondary": GlobalSecondary("us-west-2", "vpc-1", "10.60.0.0/16", ["subnet-a"])},
+     "AuroraArgs.global_secondary.subnet_ids: 1 given; expected subnets in two zones or more"),
 ])
 def test_bad_arguments_declare_nothing(change, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):

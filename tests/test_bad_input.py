@@ -20,6 +20,15 @@ TRAINING_VPC = """
 """
 
 # (case id, text appended to a valid staging file or a whole file, key named, fragment of the message)
+# a Global Database secondary's placement in us-west-2 (us-east-1's pair); {b}: the second subnet's zone
+SECONDARY = """  secondary_placement:
+    vpc_id: vpc-0b2c3d4e5f6a7b8c9
+    cidr: 10.60.0.0/16
+    subnets:
+      - {{id: subnet-0aa11bb22cc33dd44, availability_zone: us-west-2a}}
+      - {{id: subnet-0ee55ff66aa77bb88, availability_zone: us-west-2{b}}}
+"""
+
 CASES = [
     ("replicas negative", "database:\n  read_replicas: -1\n", "database.read_replicas", "-1 is not allowed; expected an integer from 0 to 15"),
     ("replicas too many", "database:\n  read_replicas: 16\n", "database.read_replicas", "16 is not allowed; expected an integer from 0 to 15"),
@@ -71,12 +80,24 @@ CASES = [
      "'global' is not allowed with database.engine rds"),
     ("global on a burstable class", "database:\n  disaster_recovery: global\n  instance_class: db.t4g.large\n", "database.instance_class",
      "'db.t4g.large' is not allowed with database.disaster_recovery global; expected a memory optimized class"),
+    ("global without its secondary placement", "database:\n  disaster_recovery: global\n", "database.disaster_recovery",
+     "'global' is not allowed without database.secondary_placement; expected vpc_id, cidr and subnets (two zones or more) of a VPC in us-west-2"),
+    ("secondary placement without global", "database:\n  disaster_recovery: backups\n" + SECONDARY.format(b="b"),
+     "database.secondary_placement", "is not allowed with database.disaster_recovery backups; expected the key left out"),
+    ("secondary subnet in the first region", "database:\n  disaster_recovery: global\n" + SECONDARY.format(b="b").replace("us-west-2b", "us-east-1b"),
+     "database.secondary_placement.subnets[1].availability_zone", "'us-east-1b' is not allowed; expected a zone of the second region us-west-2"),
+    ("secondary subnets in one zone", "database:\n  disaster_recovery: global\n" + SECONDARY.format(b="a"),
+     "database.secondary_placement.subnets", "cover 1 availability zone; expected subnets in at least 2 zones"),
+    ("secondary placement public range", "database:\n  disaster_recovery: global\n" + SECONDARY.format(b="b").replace("10.60.0.0/16", "8.8.0.0/16"),
+     "database.secondary_placement.cidr", "'8.8.0.0/16' is not allowed; expected a private range"),
+    ("restore a cluster into rds", "database:\n  restore_from: arn:aws:rds:us-east-1:123456789012:cluster:mlflow-prod-db-secondary\n",
+     "database.restore_from", "a DB cluster or cluster snapshot restores an Aurora cluster"),
     ("recovery mode", "database:\n  disaster_recovery: pilot-light\n", "database.disaster_recovery",
      "expected one of 'none', 'backups' or 'global'"),
     ("restore from another region", "database:\n  restore_from: arn:aws:rds:us-west-2:123456789012:auto-backup:ab-abc\n",
-     "database.restore_from", "expected backups or a snapshot in the environment's region us-east-1"),
+     "database.restore_from", "expected backups, a snapshot or a cluster in the environment's region us-east-1"),
     ("restore a cluster snapshot into rds", "database:\n  restore_from: arn:aws:rds:us-east-1:123456789012:cluster-snapshot:x\n",
-     "database.restore_from", "a DB cluster snapshot restores an Aurora cluster"),
+     "database.restore_from", "a DB cluster or cluster snapshot restores an Aurora cluster"),
     ("restore aurora from rds backups", "database:\n  engine: aurora\n  restore_from: arn:aws:rds:us-east-1:123456789012:snapshot:x\n",
      "database.restore_from", "expected a DB cluster snapshot ARN"),
     ("restore time with a snapshot", "database:\n  restore_from: arn:aws:rds:us-east-1:123456789012:snapshot:x\n  restore_time: '2026-11-28T03:00:00Z'\n",

@@ -149,7 +149,9 @@ def test_the_ui_heavy_example_plans_aurora_renders_it_and_passes_the_policies():
     p = plan(spec)
     assert (p.database.engine.engine, p.database.engine.readers_min, p.database.engine.readers_max) == ("aurora", 4, 8)
     mocks, *_ = render_stack(spec)
-    assert len(mocks.of_type("aws:rds/clusterInstance:ClusterInstance")) == 5 and not mocks.of_type("aws:rds/instance:Instance")
+    members = [m.name for m in mocks.of_type("aws:rds/clusterInstance:ClusterInstance")]
+    assert len(members) == 6 and not mocks.of_type("aws:rds/instance:Instance"), members  # writer, 4 readers, the secondary's
+    assert mocks.one("aws:rds/globalCluster:GlobalCluster") and mocks.one("pulumi:providers:aws", "-db-secondary-region").inputs["region"] == "us-west-2"
     target = next(t.inputs for t in mocks.of_type("aws:appautoscaling/target:Target") if t.inputs["serviceNamespace"] == "rds")
     assert (target["minCapacity"], target["maxCapacity"]) == (4, 8)
     violations = evaluate(stack_resources(spec), PolicyConfig.from_dict(policy_config(spec, p)))

@@ -9,7 +9,10 @@ against the platform's constraints in plain Python:
 4. every replica is read by a UI container, and each UI task reads exactly one replica;
 5. `prod` with `database.engine: aurora`: an encrypted Aurora PostgreSQL cluster with a writer and
    readers, reader autoscaling on rds:cluster:ReadReplicaCount, the UI reading the cluster's reader
-   endpoint and the API writing through its writer endpoint.
+   endpoint and the API writing through its writer endpoint;
+6. `prod` with `database.disaster_recovery: global`: a Global Database made from that cluster and a
+   secondary cluster in the second region (a provider of that region), encrypted with a key there,
+   with no master user or password of its own, and an instance in it.
 
 The mocks decide every computed value (ids, ARNs, addresses) so that each reference can be traced
 back to the one resource it came from.
@@ -44,6 +47,8 @@ RDS_INSTANCE = "aws:rds/instance:Instance"
 RDS_CLUSTER = "aws:rds/cluster:Cluster"
 CLUSTER_INSTANCE = "aws:rds/clusterInstance:ClusterInstance"
 SCALING_TARGET = "aws:appautoscaling/target:Target"
+GLOBAL_CLUSTER = "aws:rds/globalCluster:GlobalCluster"
+PROVIDER = "pulumi:providers:aws"
 SNS_TOPIC = "aws:sns/topic:Topic"
 KMS_KEY = "aws:kms/key:Key"
 KMS_ALIAS = "aws:kms/alias:Alias"
@@ -62,8 +67,13 @@ VARIANTS: dict[str, str | None] = {
     "prod-auth-basic": "tracking:\n  auth: basic\n",
     "prod-3-replicas": "database:\n  read_replicas: 3\n",
     "prod-aurora": "database:\n  engine: aurora\n",
+    "prod-global": ("database:\n  engine: aurora\n  disaster_recovery: global\n  secondary_region: us-west-2\n"
+                    "  secondary_placement:\n    vpc_id: vpc-0a0b0c0d0e0f01234\n    cidr: 10.90.0.0/16\n    subnets:\n"
+                    "      - {id: subnet-0a0b0c0d0e0f05678, availability_zone: us-west-2a}\n"
+                    "      - {id: subnet-0a0b0c0d0e0f09abc, availability_zone: us-west-2c}\n"),
 }
 AURORA = "prod-aurora"
+GLOBAL = "prod-global"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -99,6 +109,7 @@ class Recorded:
     inputs: dict[str, Any]
     id: str
     state: dict[str, Any]
+    provider: str = ""   # the provider reference (`urn::id`) a resource of another region names
 
 
 @dataclass
@@ -214,7 +225,11 @@ class IndependentMocks(pulumi.runtime.Mocks):
             state.setdefault("name", f"{name}-{tag}")
         elif typ == "aws:rds/subnetGroup:SubnetGroup":
             state.setdefault("name", f"{name}-{tag}")
-        self.resources.append(Recorded(typ, name, unwrap_secrets(inputs), rid, state))
+        elif typ == GLOBAL_CLUSTER:
+            identifier = inputs.get("globalClusterIdentifier") or f"gc-{tag}-{name}"
+            state.update(globalClusterIdentifier=identifier, arn=f"arn:aws:rds::{ACCOUNT}:global-cluster:{identifier}")
+            rid = identifier
+        self.resources.append(Recorded(typ, name, unwrap_secrets(inputs), rid, state, args.provider or ""))
         return rid, state
 
     def call(self, args: pulumi.runtime.MockCallArgs):
@@ -291,7 +306,7 @@ def graphs(tmp_path_factory):
     return get
 
 
-ALL = pytest.mark.parametrize("variant", [v for v in VARIANTS if v != AURORA])  # the RDS graphs
+ALL = pytest.mark.parametrize("variant", [v for v in VARIANTS if v not in (AURORA, GLOBAL)])  # the RDS graphs
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -524,3 +539,34 @@ def test_aurora_ui_reads_the_reader_endpoint_and_the_api_writes_the_writer_endpo
     migrate = [_env(c) for c in _containers(g, "-api") if c.get("name") != SERVER_CONTAINER and "DB_CLUSTER_ID" in _env(c)]
     assert migrate and all(e["DB_CLUSTER_ID"] == cluster["clusterIdentifier"] for e in migrate), (
         f"{AURORA}: the migrate step does not snapshot the cluster before an upgrade")
+
+
+# ---------------------------------------------------------------------------------------------------
+# 6. prod on an Aurora Global Database: the secondary cluster in the second region
+# ---------------------------------------------------------------------------------------------------
+
+def test_global_database_follows_the_primary_with_an_encrypted_secondary_in_the_second_region(graphs):
+    g = graphs(GLOBAL)
+    region_of = {r.id: r.inputs.get("region") for r in g.of_type(PROVIDER)}
+
+    def region(resource: Recorded) -> str:
+        return region_of.get(resource.provider.split("::")[-1], REGION) if resource.provider else REGION
+
+    assert "us-west-2" in region_of.values(), f"{GLOBAL}: no provider for the second region ({region_of})"
+    clusters = g.of_type(RDS_CLUSTER)
+    primary = [c for c in clusters if "globalClusterIdentifier" not in c.inputs]
+    secondary = [c for c in clusters if "globalClusterIdentifier" in c.inputs]
+    assert len(primary) == 1 and len(secondary) == 1, f"{GLOBAL}: clusters {[c.name for c in clusters]}"
+    primary, secondary = primary[0], secondary[0]
+    (glob,) = g.of_type(GLOBAL_CLUSTER)
+    assert glob.inputs["sourceDbClusterIdentifier"] == primary.state["arn"], f"{GLOBAL}: the global cluster is not made from the primary"
+    assert secondary.inputs["globalClusterIdentifier"] == glob.id, f"{GLOBAL}: the secondary joins {secondary.inputs['globalClusterIdentifier']!r}"
+    assert (region(primary), region(secondary)) == (REGION, "us-west-2"), f"{GLOBAL}: clusters in {region(primary)}, {region(secondary)}"
+    assert not {"masterUsername", "masterPassword", "manageMasterUserPassword"} & set(secondary.inputs), (
+        f"{GLOBAL}: the secondary names a master user or password (AWS refuses it: the primary's replicate)")
+    assert not primary.inputs.get("manageMasterUserPassword"), f"{GLOBAL}: a Global Database member manages its master password"
+    keys = {k.state["arn"]: k for k in g.of_type(KMS_KEY)}
+    assert secondary.inputs["storageEncrypted"] is True and secondary.inputs.get("kmsKeyId") in keys
+    assert region(keys[secondary.inputs["kmsKeyId"]]) == "us-west-2", f"{GLOBAL}: the secondary's key is not of its region"
+    members = [i for i in g.of_type(CLUSTER_INSTANCE) if i.inputs.get("clusterIdentifier") in (secondary.id, secondary.state["clusterIdentifier"])]
+    assert len(members) == 1 and region(members[0]) == "us-west-2" and members[0].inputs["instanceClass"].startswith("db.r")

@@ -141,6 +141,48 @@ def test_the_aurora_prod_stack_passes_every_mandatory_rule(prod_aurora):
     assert [v for v in evaluate(resources, config) if v.rule.mandatory] == []
 
 
+@pytest.fixture(scope="module")
+def prod_global():
+    from helpers import GLOBAL_DR, variant
+
+    spec = variant("prod", **{"database.engine": "aurora", **GLOBAL_DR})
+    return stack_resources(spec), PolicyConfig.from_dict(policy_config(spec, plan(spec)))
+
+
+def test_the_global_database_passes_every_mandatory_rule_with_its_secondary_in_the_second_region(prod_global):
+    """The secondary's subnets and instance are outside the training zones and its one instance in
+    one zone by design; everything else is held as on the primary."""
+    resources, config = prod_global
+    secondary = [r for r in resources if r.type == R.RDS_CLUSTER and R.is_global_secondary(r)]
+    assert [r.name for r in secondary] == ["mlflow-prod-db-secondary"]
+    assert [m.name for m in R.cluster_members(secondary[0], resources)] == ["mlflow-prod-db-secondary-0"]
+    primary = next(r for r in resources if r.type == R.RDS_CLUSTER and not R.is_global_secondary(r))
+    assert "mlflow-prod-db-secondary-0" not in [m.name for m in R.cluster_members(primary, resources)]
+    assert [v for v in evaluate(resources, config) if v.rule.mandatory] == []
+
+
+@pytest.mark.parametrize("name,mutate,fragment", [
+    ("rds-storage-encrypted", lambda p: p.update(storageEncrypted=False), "storage_encrypted is not true"),
+    ("rds-deletion-protection", lambda p: p.update(deletionProtection=False), "deletion_protection is not true"),
+    ("rds-backup-retention", lambda p: p.update(backupRetentionPeriod=1), "backup_retention_period 1 < 7 days"),
+    ("rds-custom-parameter-group", lambda p: p.update(dbClusterParameterGroupName="default.aurora-postgresql17"),
+     "db_cluster_parameter_group_name 'default.aurora-postgresql17'"),
+])
+def test_the_secondary_cluster_is_held_to_the_primarys_rules(prod_global, name, mutate, fragment):
+    resources, config = prod_global
+    found = evaluate(edit(resources, R.RDS_CLUSTER, "-secondary", mutate), config, [BY_NAME[name]])
+    assert any(fragment in v.message and v.resource == "mlflow-prod-db-secondary" for v in found), [(v.resource, v.message) for v in found]
+
+
+def test_a_secondary_instance_in_a_training_zone_is_still_not_a_primary_member(prod_global):
+    """Exempting the secondary does not exempt the primary's own readers: one moved out of the
+    training zones is still flagged."""
+    resources, config = prod_global
+    found = evaluate(edit(resources, R.CLUSTER_INSTANCE, "-reader-0", lambda p: p.update(availabilityZone="us-east-1f")),
+                     config, [BY_NAME["placement-training-zones"]])
+    assert any("us-east-1f" in v.message for v in found)
+
+
 @pytest.mark.parametrize("name", sorted(AURORA_CASES))
 def test_aurora_rule_compliant_then_violated(prod_aurora, name):
     resources, config = prod_aurora

@@ -50,11 +50,12 @@ class PreviewMocks(RecordingMocks):
 
 
 def variant(env: str, compute: str | None = None):
-    """The shipped environment; `compute` "ec2" runs the servers on EC2, "aurora" puts the database on Aurora."""
-    if compute == "aurora":
-        from helpers import variant as changed
+    """The shipped environment; `compute` "ec2" runs the servers on EC2, "aurora" puts the database on
+    Aurora, "global" on an Aurora Global Database (helpers.GLOBAL_DR)."""
+    if compute in ("aurora", "global"):
+        from helpers import GLOBAL_DR, variant as changed
 
-        return changed(env, **{"database.engine": "aurora"})
+        return changed(env, **{"database.engine": "aurora", **(GLOBAL_DR if compute == "global" else {})})
     spec = environment(env)
     if compute:
         spec = spec.model_copy(update={"tracking": spec.tracking.model_copy(update={"compute": compute})})
@@ -292,9 +293,10 @@ def test_resource_rule_checks_its_known_input_beside_unknown_ones(previews, valu
 # whole first previews through both adapters: exactly the unverifiable inputs are reported
 # ---------------------------------------------------------------------------------------------
 
-def _expected(env: str, ec2: bool) -> set[tuple[str, str, str]]:
-    # with replicas: which replica hosts the UI reads are not known before the replicas exist
-    read_check = () if env == "dev" else ("every-replica-read",)
+def _expected(env: str, ec2: bool, aurora: bool = False) -> set[tuple[str, str, str]]:
+    # with instance replicas: which replica hosts the UI reads are not known before the replicas
+    # exist (Aurora's UI reads the one reader endpoint)
+    read_check = () if env == "dev" or aurora else ("every-replica-read",)
     if ec2:  # user data embeds the database endpoint, the secret's ARN and the image URL
         return {(rule, f"mlflow-{env}-svc-{fleet}", "userData") for rule in ("open-files-limit", "no-plain-credentials", *read_check)
                 for fleet in ("api", "ui")}
@@ -306,7 +308,7 @@ def _expected(env: str, ec2: bool) -> set[tuple[str, str, str]]:
     return found
 
 
-VARIANTS = [("prod", None), ("prod", "ec2"), ("staging", None), ("dev", None)]
+VARIANTS = [("prod", None), ("prod", "ec2"), ("prod", "aurora"), ("prod", "global"), ("staging", None), ("dev", None)]
 
 
 @pytest.mark.parametrize("deps", [True, False], ids=["property-deps", "no-deps"])
@@ -315,11 +317,12 @@ def test_first_preview_reports_exactly_what_cannot_be_verified(previews, env, co
     records, config = previews(env, compute)
     assert sum(unknown_path_count(r["inputs"]) for r in records) > 40   # a preview, not a rendered stack
     found = crossguard(records, config, deps)
-    assert unverifiable_inputs(mandatory(found)) == _expected(env, compute == "ec2")
-    assert len(mandatory(found)) == len(_expected(env, compute == "ec2"))
+    expected = _expected(env, compute == "ec2", compute in ("aurora", "global"))
+    assert unverifiable_inputs(mandatory(found)) == expected
+    assert len(mandatory(found)) == len(expected)
     # the offline evaluation of the same stack agrees
     offline = [(v.rule.name, v.rule.level, v.resource, v.message) for v in evaluate(as_res(records, deps), PolicyConfig.from_dict(config))]
-    assert unverifiable_inputs(mandatory(offline)) == _expected(env, compute == "ec2")
+    assert unverifiable_inputs(mandatory(offline)) == expected
     # advisory: access logs are checked (known even though the load balancers' ARNs are not)
     assert {(r, m) for r, lvl, _, m in found if lvl == "advisory"} == {("lb-access-logs", ("access_logs not enabled. Fix: an access-log"
                                                                          " bucket is not provisioned yet: add one to the stack"))}

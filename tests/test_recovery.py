@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import environment, render, validate, variant, wire
+from helpers import GLOBAL_DR, environment, render, validate, variant, wire
 from infra.planning.plan import plan
 
 
@@ -25,10 +25,97 @@ def test_production_without_recovery_is_warned_about():
 
 
 def test_global_takes_aurora_with_seconds_of_recovery_point():
-    p = plan(variant("prod", **{"database.disaster_recovery": "global", "database.secondary_region": "us-east-2"}))
+    p = plan(variant("prod", **GLOBAL_DR))
     assert p.database.engine.engine == "aurora" and "Global Database" in p.database.engine.reason
-    assert (p.recovery.mode, p.recovery.secondary_region) == ("global", "us-east-2")
+    assert (p.recovery.mode, p.recovery.secondary_region) == ("global", "us-west-2")
     assert p.recovery.recovery_point.startswith("typically seconds") and p.recovery.recovery_time.startswith("minutes")
+    assert any(line.component == "disaster recovery" and line.monthly_usd == p.recovery.monthly_usd for line in p.cost.lines)
+
+
+def test_global_moves_a_burstable_class_to_a_memory_optimized_one():
+    """An Aurora Global Database requires memory-optimized classes: dev's burstable class is
+    replaced (and said so) on the writer, the readers and the secondary alike."""
+    assert plan(environment("dev")).database.instance.instance_class.startswith("db.t")
+    p = plan(variant("dev", **GLOBAL_DR))
+    cls = p.database.instance.instance_class
+    assert cls.startswith("db.r") and "requires memory-optimized classes" in p.database.instance.reason
+    assert f"one {cls} reader" in p.recovery.reason
+
+
+@pytest.fixture(scope="module")
+def prod_global():
+    mocks, component, urns, outputs = render("prod", variant("prod", **GLOBAL_DR))
+    return mocks
+
+
+def test_the_cluster_becomes_a_global_database_followed_by_an_encrypted_secondary_there(prod_global):
+    m = prod_global
+    glob = wire(m.one("aws:rds/globalCluster:GlobalCluster").inputs)
+    assert glob["sourceDbClusterIdentifier"].endswith(":cluster/mlflow-prod-db-cluster")
+    assert glob["forceDestroy"] is True and glob["deletionProtection"] is True
+    region = m.one("pulumi:providers:aws", "-db-secondary-region")
+    assert region.inputs["region"] == "us-west-2"
+    secondary = m.one("aws:rds/cluster:Cluster", "-secondary")
+    s = wire(secondary.inputs)
+    assert "mlflow-prod-db-secondary-region" in secondary.provider
+    assert s["globalClusterIdentifier"] == "mlflow-prod-db-global-id"
+    # AWS refuses a master user or password on a secondary: it takes the primary's
+    assert not {"masterUsername", "masterPassword", "databaseName", "snapshotIdentifier"} & set(s)
+    key = m.one("aws:kms/key:Key", "-secondary-key")
+    assert key.provider == secondary.provider and s["kmsKeyId"].endswith("mlflow-prod-db-secondary-key")
+    assert s["storageEncrypted"] is True and s["deletionProtection"] is True and s["backupRetentionPeriod"] == 14
+    subnets = m.one("aws:rds/subnetGroup:SubnetGroup", "-secondary-subnets")
+    assert subnets.provider == secondary.provider
+    assert subnets.inputs["subnetIds"] == ["subnet-0aa11bb22cc33dd44", "subnet-0ee55ff66aa77bb88"]
+    sg = m.one("aws:ec2/securityGroup:SecurityGroup", "-db-secondary").inputs
+    assert sg["vpcId"] == "vpc-0b2c3d4e5f6a7b8c9"
+    assert [(r["fromPort"], r["cidrBlocks"]) for r in wire(sg["ingress"])] == [(5432, ["10.60.0.0/16"])]
+    validate("rds", "CreateGlobalCluster", {"GlobalClusterIdentifier": glob["globalClusterIdentifier"],
+                                            "SourceDBClusterIdentifier": glob["sourceDbClusterIdentifier"],
+                                            "DeletionProtection": glob["deletionProtection"]})
+    validate("rds", "CreateDBCluster", {
+        "DBClusterIdentifier": "secondary", "GlobalClusterIdentifier": s["globalClusterIdentifier"], "Engine": s["engine"],
+        "EngineVersion": s["engineVersion"], "DBSubnetGroupName": s["dbSubnetGroupName"], "VpcSecurityGroupIds": s["vpcSecurityGroupIds"],
+        "DBClusterParameterGroupName": s["dbClusterParameterGroupName"], "StorageEncrypted": s["storageEncrypted"],
+        "KmsKeyId": s["kmsKeyId"], "BackupRetentionPeriod": s["backupRetentionPeriod"], "DeletionProtection": s["deletionProtection"],
+        "EnableCloudwatchLogsExports": s["enabledCloudwatchLogsExports"]})
+
+
+def test_the_secondary_runs_one_memory_optimized_instance_with_the_primarys_parameters(prod_global):
+    m = prod_global
+    secondary = m.one("aws:rds/cluster:Cluster", "-secondary")
+    instance = m.one("aws:rds/clusterInstance:ClusterInstance", "-secondary-0")
+    i = wire(instance.inputs)
+    assert instance.provider == secondary.provider and i["clusterIdentifier"] == "mlflow-prod-db-secondary-id"
+    writer = wire(m.one("aws:rds/clusterInstance:ClusterInstance", "-writer").inputs)
+    assert i["instanceClass"] == writer["instanceClass"] and i["instanceClass"].startswith("db.r")
+    assert i["performanceInsightsKmsKeyId"].endswith("mlflow-prod-db-secondary-key"), "a key of the second region"
+    for level in ("cluster", "instances"):
+        here = m.one("aws:rds/" + ("clusterParameterGroup:ClusterParameterGroup" if level == "cluster" else "parameterGroup:ParameterGroup"),
+                     f"-db-{level}").inputs
+        there = m.one("aws:rds/" + ("clusterParameterGroup:ClusterParameterGroup" if level == "cluster" else "parameterGroup:ParameterGroup"),
+                      f"-secondary-{level}")
+        assert there.provider == secondary.provider and wire(there.inputs["parameters"]) == wire(here["parameters"])
+    # Aurora offers no reader autoscaling on a secondary: the one target is the primary's
+    assert [t.inputs["resourceId"] for t in m.of_type("aws:appautoscaling/target:Target")
+            if t.inputs["serviceNamespace"] == "rds"] == ["cluster:mlflow-prod-db-cluster"]
+    # the secondary is the copy in the second region: no AWS Backup copy beside it
+    assert not m.of_type("aws:backup/plan:Plan")
+    assert m.one("pulumi:providers:aws", "-artifacts-replica-region").inputs["region"] == "us-west-2"
+
+
+def test_a_cluster_restores_as_a_copy_on_write_clone_of_the_promoted_secondary():
+    arn = "arn:aws:rds:us-east-1:123456789012:cluster:mlflow-prod-db-secondary-0a1b2c3"
+    spec = variant("prod", **{"database.engine": "aurora", "database.restore_from": arn})
+    assert plan(spec).database.restore.reason.startswith("a copy-on-write clone of a DB cluster at its latest restorable time")
+    mocks, *_ = render("prod", spec)
+    c = wire(mocks.one("aws:rds/cluster:Cluster").inputs)
+    assert c["restoreToPointInTime"] == {"sourceClusterIdentifier": arn, "restoreType": "copy-on-write", "useLatestRestorableTime": True}
+    assert "masterUsername" not in c and "databaseName" not in c and c["masterPassword"], "the stack's password is set once restored"
+    validate("rds", "RestoreDBClusterToPointInTime", {
+        "DBClusterIdentifier": "mlflow-prod-db-cluster", "SourceDBClusterIdentifier": arn, "RestoreType": "copy-on-write",
+        "UseLatestRestorableTime": True, "DBSubnetGroupName": c["dbSubnetGroupName"], "VpcSecurityGroupIds": c["vpcSecurityGroupIds"],
+        "KmsKeyId": c["kmsKeyId"], "DBClusterParameterGroupName": c["dbClusterParameterGroupName"]})
 
 
 def test_aurora_backups_are_daily_snapshot_copies():

@@ -15,7 +15,7 @@ import pulumi_aws as aws
 from .database import LOG_EXPORTS_AURORA, ProxySettings, enhanced_monitoring_role, key_and_secrets, rds_proxy
 from .iam import assume_role_policy
 from .parameter_group import ParameterGroupArgs, ParameterSetting, check_parameter_group, parameter_group, settings
-from ..endpoints import DATABASE_NAME, DATABASE_USERNAME, TARGET_TAG
+from ..endpoints import DATABASE_NAME, DATABASE_PORT, DATABASE_USERNAME, TARGET_TAG
 
 ENGINE = "aurora-postgresql"
 MAX_READERS = 15          # "one primary DB instance and up to 15 Aurora Replicas" (aurora-replicas-adding.html)
@@ -23,6 +23,17 @@ STORAGE_TYPES = ("", "aurora-iopt1")  # Standard ("": the API never echoes "auro
 SCALING_COOLDOWN_S = 300  # Application Auto Scaling's default for Aurora replicas
 BACKUP_SCHEDULE = "cron(0 5 * * ? *)"  # daily, after the cluster's own backup window (03:00-04:00 UTC)
 BACKUP_ROLE_POLICY = "arn:aws:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForBackup"
+
+
+@dataclass
+class GlobalSecondary:
+    """An Aurora Global Database secondary cluster in a second region: private subnets (two zones or
+    more) of a VPC there, and its CIDR, the only source allowed to reach 5432."""
+
+    region: str
+    vpc_id: str
+    cidr: str
+    subnet_ids: list[str]
 
 
 @dataclass
@@ -56,10 +67,15 @@ class AuroraArgs:
     proxy: ProxySettings | None = None
     proxy_security_group_ids: list[pulumi.Input[str]] = field(default_factory=list)
     restore_from: str | None = None
-    """A DB cluster snapshot ARN the cluster starts from instead of an empty database."""
+    """What the cluster starts from instead of an empty database: a DB cluster snapshot ARN, or a DB
+    cluster ARN in this region (such as a promoted Global Database secondary), cloned copy-on-write
+    at its latest restorable time."""
     backup_copy_region: str | None = None
     """A second region AWS Backup copies a daily snapshot of the cluster to (Aurora has no automated
     backup replication); kept `backup_retention_days` days there. None: no copy."""
+    global_secondary: GlobalSecondary | None = None
+    """A Global Database: the cluster becomes its primary, and a secondary cluster with one instance of
+    `instance_class` (memory optimized) follows it in another region. None: none."""
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -72,8 +88,34 @@ def check_aurora(args: AuroraArgs) -> None:
     if args.readers_max and not len(args.reader_zones) <= args.readers_max <= MAX_READERS:
         raise ValueError(f"AuroraArgs.readers_max: {args.readers_max} is not allowed; expected 0 or from"
                          f" len(reader_zones) ({len(args.reader_zones)}) to {MAX_READERS}")
+    g = args.global_secondary
+    if g is not None:
+        if args.instance_class.startswith("db.t"):
+            raise ValueError(f"AuroraArgs.instance_class: {args.instance_class!r} is not allowed with global_secondary;"
+                             " expected a memory optimized class such as db.r7g.large (an Aurora Global Database requires them)")
+        if args.backup_copy_region:
+            raise ValueError(f"AuroraArgs.backup_copy_region: {args.backup_copy_region!r} is not allowed with global_secondary;"
+                             " expected None (the secondary cluster is the copy in the second region)")
+        if len(g.subnet_ids) < 2:
+            raise ValueError(f"AuroraArgs.global_secondary.subnet_ids: {len(g.subnet_ids)} given; expected subnets in two zones or more")
     if not 10 <= args.reader_target_cpu_percent <= 90:
         raise ValueError(f"AuroraArgs.reader_target_cpu_percent: {args.reader_target_cpu_percent} is not allowed; expected 10 to 90")
+
+
+def cluster_restore_arguments(restore_from: str | None) -> dict:
+    """A new cluster's name and master user, or the restore that brings the source's (the stack's
+    master password is set on it once restored: pulumi-aws modifies the cluster after the restore)."""
+    if restore_from is None:
+        return {"database_name": DATABASE_NAME, "master_username": DATABASE_USERNAME}
+    if restore_from.split(":")[5] == "cluster":
+        return {"restore_to_point_in_time": {"source_cluster_identifier": restore_from, "restore_type": "copy-on-write",
+                                             "use_latest_restorable_time": True}}
+    return {"snapshot_identifier": restore_from}
+
+
+def cluster_parameter_group(name: str, args: ParameterGroupArgs, opts: pulumi.ResourceOptions) -> aws.rds.ClusterParameterGroup:
+    return aws.rds.ClusterParameterGroup(name, family=args.family, description=args.description,
+                                         parameters=settings(args), tags=args.tags, opts=opts)
 
 
 class TrackingAuroraCluster(pulumi.ComponentResource):
@@ -92,20 +134,18 @@ class TrackingAuroraCluster(pulumi.ComponentResource):
 
         self.key, self.master_secret, self.app_secret = key_and_secrets(name, tags, child, keep)
         subnet_group = aws.rds.SubnetGroup(f"{name}-subnets", subnet_ids=args.subnet_ids, tags=tags, opts=child)
-        self.cluster_parameter_group = aws.rds.ClusterParameterGroup(
-            f"{name}-cluster", family=family, description=cluster_group_args.description,
-            parameters=settings(cluster_group_args), tags=tags, opts=child)
-        self.instance_parameter_group = parameter_group(f"{name}-instances", ParameterGroupArgs(
-            family, args.instance_parameters, f"{name} writer and readers: tuned by mlflow-infra", tags), child)
+        self.cluster_parameter_group = cluster_parameter_group(f"{name}-cluster", cluster_group_args, child)
+        self.group_args = (cluster_group_args, ParameterGroupArgs(
+            family, args.instance_parameters, f"{name} writer and readers: tuned by mlflow-infra", tags))
+        self.instance_parameter_group = parameter_group(f"{name}-instances", self.group_args[1], child)
         monitoring_role = enhanced_monitoring_role(name, tags, child)
 
         self.cluster = aws.rds.Cluster(
             f"{name}-cluster",
             engine=ENGINE,
             engine_version=args.engine_version,
-            # restored from a cluster snapshot: its name and master user are the snapshot's
-            **({"snapshot_identifier": args.restore_from} if args.restore_from else
-               {"database_name": DATABASE_NAME, "master_username": DATABASE_USERNAME}),
+            # restored: the database name and master user are the source's
+            **cluster_restore_arguments(args.restore_from),
             # the stack's own secret, as on RDS: the migrate step and doctor read it the same way
             master_password=self.master_secret.password,
             db_subnet_group_name=subnet_group.name,
@@ -124,7 +164,9 @@ class TrackingAuroraCluster(pulumi.ComponentResource):
             enabled_cloudwatch_logs_exports=LOG_EXPORTS_AURORA,
             apply_immediately=False,
             tags={**tags, TARGET_TAG: "cluster"},
-            opts=keep,
+            # a Global Database made from this cluster names it later: the input stays unset
+            opts=pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(ignore_changes=["globalClusterIdentifier"]))
+            if args.global_secondary else keep,
         )
         common = dict(
             cluster_identifier=self.cluster.id,
@@ -155,6 +197,9 @@ class TrackingAuroraCluster(pulumi.ComponentResource):
         self.scaling_target = None
         if args.readers_max > len(args.reader_zones):
             self._reader_autoscaling(name, args, child)
+        self.global_cluster = self.secondary = None
+        if args.global_secondary is not None:
+            self._global_secondary(name, args, common, monitoring_role)
         self.backup_plan = None
         if args.backup_copy_region:
             self._copy_backups(name, args, child)
@@ -180,6 +225,63 @@ class TrackingAuroraCluster(pulumi.ComponentResource):
         self.register_outputs({"endpoint": self.endpoint, "reader_endpoint": self.reader_endpoint,
                                "writer_endpoint": self.cluster.endpoint, "secret_arn": self.secret_arn,
                                "master_secret_arn": self.master_secret_arn})
+
+    def _global_secondary(self, name: str, args: AuroraArgs, common: dict, monitoring_role: aws.iam.Role) -> None:
+        """The cluster becomes the primary of a Global Database, and a secondary cluster follows it in
+        the second region: its own key there, the same parameter groups, private subnets, 5432 from
+        that VPC only, one instance the failover promotes. No master user (the secondary takes the
+        primary's) and no reader autoscaling (Aurora offers none on a secondary)."""
+        g = args.global_secondary
+        assert g is not None
+        tags = args.tags
+        region = aws.Provider(f"{name}-secondary-region", region=g.region, opts=pulumi.ResourceOptions(parent=self))
+        there = pulumi.ResourceOptions(parent=self, provider=region)
+        keep_there = pulumi.ResourceOptions(parent=self, provider=region, protect=args.protect)
+        self.global_cluster = aws.rds.GlobalCluster(
+            f"{name}-global", global_cluster_identifier=f"{name}-global", source_db_cluster_identifier=self.cluster.arn,
+            force_destroy=True,  # pulumi-aws: required with source_db_cluster_identifier
+            deletion_protection=args.deletion_protection, tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, depends_on=[self.writer]))
+        self.secondary_key = aws.kms.Key(f"{name}-secondary-key", description=f"{name}: the Global Database secondary in {g.region}",
+                                         enable_key_rotation=True, deletion_window_in_days=30, tags=tags, opts=there)
+        subnets = aws.rds.SubnetGroup(f"{name}-secondary-subnets", subnet_ids=g.subnet_ids, tags=tags, opts=there)
+        security_group = aws.ec2.SecurityGroup(
+            f"{name}-secondary", vpc_id=g.vpc_id, description="MLflow tracking database (Global Database secondary): 5432 from the VPC",
+            ingress=[{"protocol": "tcp", "from_port": DATABASE_PORT, "to_port": DATABASE_PORT, "cidr_blocks": [g.cidr],
+                      "description": "servers in this region after a failover"}],
+            tags={**tags, "Name": f"{name}-secondary"}, opts=there)
+        cluster_group = cluster_parameter_group(f"{name}-secondary-cluster", self.group_args[0], there)
+        instance_group = parameter_group(f"{name}-secondary-instances", self.group_args[1], there)
+        self.secondary = aws.rds.Cluster(
+            f"{name}-secondary",
+            engine=ENGINE,
+            engine_version=args.engine_version,
+            global_cluster_identifier=self.global_cluster.id,
+            db_subnet_group_name=subnets.name,
+            vpc_security_group_ids=[security_group.id],
+            db_cluster_parameter_group_name=cluster_group.name,
+            storage_encrypted=True,
+            kms_key_id=self.secondary_key.arn,
+            storage_type=args.storage_type,
+            backup_retention_period=args.backup_retention_days,
+            preferred_backup_window="03:00-04:00",
+            preferred_maintenance_window="sun:04:30-sun:05:30",
+            deletion_protection=args.deletion_protection,
+            skip_final_snapshot=not args.protect,
+            final_snapshot_identifier=f"{name}-secondary-final" if args.protect else None,
+            copy_tags_to_snapshot=True,
+            enabled_cloudwatch_logs_exports=LOG_EXPORTS_AURORA,
+            apply_immediately=False,
+            tags={**tags, TARGET_TAG: "secondary-cluster"},
+            # Aurora sets the replication source; the global cluster upgrades the engine (pulumi-aws)
+            opts=pulumi.ResourceOptions.merge(keep_there, pulumi.ResourceOptions(
+                depends_on=[self.global_cluster, self.writer], ignore_changes=["replicationSourceIdentifier", "engineVersion"])))
+        self.secondary_instance = aws.rds.ClusterInstance(
+            f"{name}-secondary-0", promotion_tier=0, tags={**tags, TARGET_TAG: "secondary-0"},
+            **{**common, "cluster_identifier": self.secondary.id, "db_subnet_group_name": subnets.name,
+               "db_parameter_group_name": instance_group.name, "performance_insights_kms_key_id": self.secondary_key.arn,
+               "monitoring_role_arn": monitoring_role.arn},
+            opts=keep_there)
 
     def _copy_backups(self, name: str, args: AuroraArgs, child: pulumi.ResourceOptions) -> None:
         """AWS Backup: a daily snapshot of the cluster into a vault here (the stack's key) and a copy

@@ -11,7 +11,7 @@ import pulumi
 from ..planning.plan import CapacityPlan, plan as make_plan
 from ..spec import EnvironmentSpec, SpecInvalid, load_environment
 from .artifacts import ArtifactsArgs, ArtifactStore
-from .aurora import AuroraArgs, TrackingAuroraCluster
+from .aurora import AuroraArgs, GlobalSecondary, TrackingAuroraCluster
 from .database import DatabaseArgs, ProxySettings, TrackingDatabase
 from .monitoring import MonitoringArgs, TrackingMonitoring, target_dimensions
 from .network import NetworkArgs, TrackingNetwork
@@ -72,8 +72,11 @@ def database_args(plan: CapacityPlan, network: TrackingNetwork) -> DatabaseArgs:
         restore_from=db.restore.arn, restore_time=db.restore.time, tags=plan.tags)
 
 
-def aurora_args(plan: CapacityPlan, network: TrackingNetwork) -> AuroraArgs:
+def aurora_args(plan: CapacityPlan, network: TrackingNetwork, spec: EnvironmentSpec) -> AuroraArgs:
     db, proxy, engine = plan.database, plan.connection_budget.proxy, plan.database.engine
+    placed = spec.database.secondary_placement
+    secondary = (GlobalSecondary(plan.recovery.secondary_region, placed.vpc_id, placed.cidr, [s.id for s in placed.subnets])
+                 if plan.recovery.mode == "global" and placed is not None and plan.recovery.secondary_region else None)
     return AuroraArgs(
         subnet_ids=network.private_subnet_ids, security_group_ids=[network.db_sg.id],
         instance_class=db.instance.instance_class, engine_version=db.engine_version, storage_type=engine.aurora_storage_type,
@@ -88,7 +91,7 @@ def aurora_args(plan: CapacityPlan, network: TrackingNetwork) -> AuroraArgs:
                             proxy.idle_client_timeout_seconds, proxy.require_tls) if proxy else None,
         proxy_security_group_ids=[network.proxy_sg.id],
         backup_copy_region=plan.recovery.secondary_region if plan.recovery.mode == "backups" else None,
-        restore_from=db.restore.arn, tags=plan.tags)
+        global_secondary=secondary, restore_from=db.restore.arn, tags=plan.tags)
 
 
 class MlflowTracking(pulumi.ComponentResource):
@@ -111,11 +114,8 @@ class MlflowTracking(pulumi.ComponentResource):
 
         self.network = TrackingNetwork(f"{name}-net", network_args(spec, plan), opts=child)
         aurora = plan.database.engine.engine == "aurora"
-        if plan.recovery.mode == "global":
-            raise ValueError("database.disaster_recovery: 'global' is planned but the Aurora Global Database secondary"
-                             " is not realized yet; expected 'backups' (issue 12, in progress)")
         if aurora:
-            self.database = TrackingAuroraCluster(f"{name}-db", aurora_args(plan, self.network), opts=child)
+            self.database = TrackingAuroraCluster(f"{name}-db", aurora_args(plan, self.network, spec), opts=child)
             writer, writer_address = self.database.writer, self.database.cluster.endpoint
             snapshot_arn, cluster_id = self.database.cluster.arn, self.database.cluster.cluster_identifier
             reader_ids = [r.identifier for r in self.database.readers]

@@ -84,6 +84,21 @@ def on_aurora(db: DatabaseClass) -> DatabaseClass:
                                       " as many vCPU and as much memory")
 
 
+def memory_optimized(db: DatabaseClass) -> DatabaseClass:
+    """An Aurora Global Database requires memory-optimized classes: a burstable class becomes the
+    smallest non-burstable class Aurora offers with at least its vCPU and memory."""
+    if not catalogue.instance_class(db.instance_class).burstable:
+        return db
+    offered = [catalogue.instance_class(name) for name in catalogue.aurora().classes]
+    steady = [c for c in offered if not c.burstable]
+    chosen = min([c for c in steady if c.vcpu >= db.vcpu and c.memory_gib >= db.memory_gib] or steady[-1:],
+                 key=lambda c: (c.vcpu, c.memory_gib))
+    return dataclasses.replace(db, instance_class=chosen.name, family=chosen.family, vcpu=chosen.vcpu,
+                               memory_gib=chosen.memory_gib, ebs_baseline_mbps=chosen.ebs_baseline_mbps,
+                               reason=f"{db.reason}; an Aurora Global Database requires memory-optimized classes:"
+                                      f" {chosen.name} instead of {db.instance_class}")
+
+
 def aurora_readers(tier_minimum: int, by_load: int, multi_az: bool) -> tuple[int, int]:
     """Autoscaling bounds: at least the tier's isolation reader, the load's readers and, with
     multi-AZ, one failover target in another zone; at most twice the load, within Aurora's 15."""

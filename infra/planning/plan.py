@@ -22,8 +22,8 @@ from .connections import ConnectionBudget, Pool, plan_connection_budget, pool_fo
 from .cost import CostEstimate, estimate, instance_hourly, prices_for
 from .demand import Coefficients, Demand, coefficients, demand
 from .aurora_parameters import aurora_parameters, left_to_aurora
-from .engine import (AURORA_MIN_BILLED_GIB, EngineDecision, aurora_io_per_month, aurora_readers, decide, engine_costs, on_aurora,
-                     triggers as engine_triggers)
+from .engine import (AURORA_MIN_BILLED_GIB, EngineDecision, aurora_io_per_month, aurora_readers, decide, engine_costs,
+                     memory_optimized, on_aurora, triggers as engine_triggers)
 from .indexes import IndexMigration, index_migration
 from .parameters import Parameter, ParameterInputs, primary_parameters, replica_parameters, scaled_to
 from .server_command import REQUESTS_PER_WORKER, SERVER_STACK, ServerSettings, server_settings
@@ -70,7 +70,9 @@ class Decision:
 
 @dataclass(frozen=True)
 class RestorePlan:
-    arn: str | None      # replicated automated backups, a DB snapshot or a DB cluster snapshot; None: created empty
+    # replicated automated backups, a DB snapshot, a DB cluster snapshot or a DB cluster (cloned);
+    # the kind is arn.split(":")[5]; None: created empty
+    arn: str | None
     time: str | None     # a point-in-time restore's time; None: the latest restorable time
     reason: str
 
@@ -311,12 +313,13 @@ def restore_decision(arn: str | None, time: str | None, engine: str, source_file
     if arn is None:
         return RestorePlan(None, None, "created empty")
     kind = arn.split(":")[5]
-    if engine == "aurora" and kind != "cluster-snapshot":
+    if engine == "aurora" and kind not in ("cluster-snapshot", "cluster"):
         raise SpecInvalid([SpecError(source_file, "database.restore_from",
                                      f"'{arn}' is not allowed for this plan: it restores an RDS instance but the plan chose Aurora;"
-                                     " expected database.engine rds, or a DB cluster snapshot")])
+                                     " expected database.engine rds, or a DB cluster snapshot or DB cluster")])
     how = {"auto-backup": f"a point-in-time restore of replicated automated backups to {time or 'the latest restorable time'}",
-           "snapshot": "a restore of a DB snapshot", "cluster-snapshot": "a restore of a DB cluster snapshot"}[kind]
+           "snapshot": "a restore of a DB snapshot", "cluster-snapshot": "a restore of a DB cluster snapshot",
+           "cluster": "a copy-on-write clone of a DB cluster at its latest restorable time (the promoted Global Database secondary)"}[kind]
     return RestorePlan(arn, time if kind == "auto-backup" else None,
                        f"{how}; the stack's master password replaces the source's once restored, and the migrate step"
                        " sets the application role's password from the new stack's secret")
@@ -349,8 +352,12 @@ def plan(spec: EnvironmentSpec, k: Coefficients | None = None) -> CapacityPlan:
     need = database_need(d, ui_reads_on_primary(d.ui_read_requests_per_s, spec.tier, replicas.count, k), k)
     instance = choose_database_class(need, spec.tier, db_spec.instance_class, instance_hourly(spec.region), spec.source_file)
     rds_class = instance
+    global_database = spec.disaster_recovery == "global"
     if aurora:
         instance = on_aurora(instance)
+        if global_database:
+            instance = memory_optimized(instance)
+    aurora_rds_class = memory_optimized(on_aurora(rds_class)) if global_database else on_aurora(rds_class)
     warnings.extend(instance.warnings)
     storage = plan_storage(d, spec.workload.retention_days, db_spec.storage_gib, db_spec.max_storage_gib, spec.source_file)
     prices_region, prices = prices_for(spec.region)
@@ -358,9 +365,9 @@ def plan(spec: EnvironmentSpec, k: Coefficients | None = None) -> CapacityPlan:
     io_per_month = aurora_io_per_month(d.write_requests_per_s, d.wal_bytes_per_s, spec.workload.logging_hours_per_day)
     costs = engine_costs(prices=prices, hours=catalogue.price_table()["hours_per_month"], rds_class=rds_class.instance_class,
                          multi_az=spec.multi_az, replicas=rds_replicas.count, storage=storage,
-                         aurora_instance_class=on_aurora(rds_class).instance_class, aurora_instances=1 + readers[0],
+                         aurora_instance_class=aurora_rds_class.instance_class, aurora_instances=1 + readers[0],
                          data_gib=data_gib, io_per_month=io_per_month)
-    engine = decide(db_spec.engine, found, costs, on_aurora(rds_class).instance_class, readers)
+    engine = decide(db_spec.engine, found, costs, aurora_rds_class.instance_class, readers)
     warnings.extend(engine.warnings)
     restore = restore_decision(db_spec.restore_from, db_spec.restore_time, engine.engine, spec.source_file)
     recovery = plan_recovery(mode=spec.disaster_recovery, region=spec.region, secondary_region=spec.secondary_region,

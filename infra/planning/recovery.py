@@ -51,7 +51,8 @@ def plan_recovery(*, mode: str, region: str, secondary_region: str | None, engin
         cost = instance + data_gib * prices["aurora_storage_gib_month"] + io_per_month / 1e6 * prices["aurora_io_per_million"] + transfer
         return RecoveryPlan(
             "global", secondary_region, "typically seconds (Aurora replicates with latency typically under a second)",
-            "minutes: a managed failover of the global database, then the servers in the second region",
+            "minutes: a managed failover of the global database (AWS: in the order of minutes), then a copy-on-write"
+            " clone of the promoted secondary and the servers in the second region (a `pulumi up`)",
             round(cost, 2),
             f"an Aurora Global Database secondary cluster in {where}: one {instance_class} reader the failover promotes;"
             " its storage and replicated writes are billed there")

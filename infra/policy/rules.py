@@ -400,6 +400,46 @@ def linked(holder: Res, key: str, candidates: list[Res], conventional: Callable[
     return [c for c in candidates if conventional(c)]
 
 
+def is_global_secondary(cluster: Res) -> bool:
+    """An Aurora Global Database's secondary cluster: it joins a global cluster without a master user
+    of its own (the primary's replicates to it); the component's primary joins by the global
+    cluster's source instead, so it never names one."""
+    return cluster.is_set("globalClusterIdentifier") and not cluster.is_set("masterUsername")
+
+
+def refers_to(holder: Res, key: str, candidates: list[Res], conventional: Callable[[Res], bool]) -> list[Res]:
+    """The candidates `holder`'s input `key` names: by the known value (a candidate's known `name` or
+    its id as the mocks give it, `<name>-id`), else as `linked` finds them."""
+    value = holder.partial(key)
+    if value is UNKNOWN:
+        return linked(holder, key, candidates, conventional)
+    return [c for c in candidates if value in (_known_str(c.partial("name")), c.name, f"{c.name}-id",
+                                               _known_str(c.partial("clusterIdentifier")))]
+
+
+def cluster_members(cluster: Res, resources: list[Res]) -> list[Res]:
+    """An Aurora cluster's instances; with neither values nor dependencies known, the primary takes
+    every instance but the secondary's (named after it by the component's convention)."""
+    secondaries = [c.name for c in of_type(resources, RDS_CLUSTER) if is_global_secondary(c)]
+
+    def by_name(instance: Res) -> bool:
+        owner = next((name for name in secondaries if instance.name.startswith(f"{name}-")), None)
+        return owner == cluster.name if is_global_secondary(cluster) else owner is None
+
+    return [i for i in of_type(resources, CLUSTER_INSTANCE) if refers_to(i, "clusterIdentifier", [cluster], lambda _, i=i: by_name(i))]
+
+
+def global_secondary_parts(resources: list[Res]) -> tuple[set[str], set[str]]:
+    """Names of what the Global Database's secondary uses in the second region: its subnet groups
+    and its instances (placed there by design, outside the training zones)."""
+    groups, members = set(), set()
+    for cluster in filter(is_global_secondary, of_type(resources, RDS_CLUSTER)):
+        groups |= {g.name for g in refers_to(cluster, "dbSubnetGroupName", of_type(resources, SUBNET_GROUP),
+                                             lambda g: g.name.startswith(f"{cluster.name}-"))}
+        members |= {m.name for m in cluster_members(cluster, resources)}
+    return groups, members
+
+
 # the input naming a database's parameter group, and the group's type: RDS instances, Aurora cluster
 # members (their instance group), Aurora clusters (their cluster group)
 GROUP_INPUT = {RDS_INSTANCE: ("parameterGroupName", PARAMETER_GROUP),
@@ -416,7 +456,9 @@ def parameter_group_of(instance: Res, resources: list[Res]) -> tuple[Res | None,
     """The parameter group an instance (or Aurora cluster) uses, and the reason when it cannot be
     found. By the name the instance gives (a group's physical name, else its logical name); while
     that name is unknown, by property dependency, else by the component's convention: the primary's
-    group has its logical name, a replica's its logical name less `-<n>`."""
+    group has its logical name, a replica's its logical name less `-<n>`; an Aurora cluster's is its
+    name or `<name>-cluster`, its members' `<stem>-instances` (the stem their name less `-writer`,
+    `-reader-<n>` or `-<n>`)."""
     key, group_type = GROUP_INPUT[instance.type]
     name = instance.partial(key)
     groups = of_type(resources, group_type)
@@ -425,7 +467,8 @@ def parameter_group_of(instance: Res, resources: list[Res]) -> tuple[Res | None,
         by_name.update({g.name: g for g in groups})
         by_name.pop(None, None)
         return (by_name.get(str(name)) if name else None), None
-    stems = {instance.name, re.sub(r"-\d+$", "", instance.name)}
+    stems = {instance.name, re.sub(r"-\d+$", "", instance.name), f"{instance.name}-cluster",
+             re.sub(r"-(writer|reader-\d+|\d+)$", "", instance.name) + "-instances"}
     found = linked(instance, key, groups, lambda g: g.name in stems)
     if len(found) == 1:
         return found[0], None
@@ -527,9 +570,9 @@ def aurora_reader_in_second_zone(resources: list[Res], c: PolicyConfig) -> list[
     """RDS's Multi-AZ for an Aurora cluster: its writer and at least one reader in different zones."""
     found = []
     for cluster in of_type(resources, RDS_CLUSTER):
-        members = [i for i in of_type(resources, CLUSTER_INSTANCE)
-                   if linked(i, "clusterIdentifier", [cluster], lambda _: True) or i.partial("clusterIdentifier") in
-                   (_known_str(cluster.partial("clusterIdentifier")), f"{cluster.name}-id")]
+        if is_global_secondary(cluster):
+            continue  # the copy in the second region: one instance the region's failover promotes
+        members = cluster_members(cluster, resources)
         zones = [m.partial("availabilityZone") for m in members]
         if any(z is UNKNOWN for z in zones):
             found.append((cluster, cannot_verify("availabilityZone of its instances")))
@@ -962,7 +1005,10 @@ def placement_training_zones(resources: list[Res], c: PolicyConfig) -> list[tupl
         if group.name.endswith("-api"):
             ids = _or(group.partial("vpcZoneIdentifiers"), [])
             found += report(group, "API instances in subnets", outside(group, "vpcZoneIdentifiers", ids, "vpcZoneIdentifiers"))
+    secondary_groups, secondary_members = global_secondary_parts(resources)
     for subnet_group in of_type(resources, SUBNET_GROUP):
+        if subnet_group.name in secondary_groups:
+            continue  # the Global Database's secondary, in the second region by design
         ids = _or(subnet_group.partial("subnetIds"), [])
         found += report(subnet_group, "database subnets", outside(subnet_group, "subnetIds", ids, "subnetIds"))
     for primary in (r for r in of_type(resources, RDS_INSTANCE) if not is_replica(r)):
@@ -972,6 +1018,8 @@ def placement_training_zones(resources: list[Res], c: PolicyConfig) -> list[tupl
         elif zone and allowed and zone not in allowed:
             found.append((primary, f"primary in {zone}, not a training zone"))
     for member in of_type(resources, CLUSTER_INSTANCE):  # Aurora: the writer and every reader
+        if member.name in secondary_members:
+            continue
         zone = member.partial("availabilityZone")
         if zone is UNKNOWN:
             found.append((member, cannot_verify("availabilityZone")))

@@ -13,6 +13,10 @@ from .layering import Layered
 from .messages import SpecError, _key, show_value
 from .model import MLFLOW_MIN_VERSION, FARGATE_MEMORY_GIB, EnvironmentSpec, Fleet
 
+# what an Aurora cluster starts from (database.restore_from's ARN kinds): a cluster snapshot, or a
+# running cluster (the promoted Global Database secondary) cloned copy-on-write
+AURORA_SOURCES = ("cluster-snapshot", "cluster")
+
 
 def burstable_class(instance_class: str) -> bool:
     """T-family classes run on CPU credits: fine for development, not for sustained logging."""
@@ -74,12 +78,12 @@ def _check_recovery(spec: EnvironmentSpec, bad) -> None:
     if db.restore_from is not None:
         kind, where = db.restore_from.split(":")[5], db.restore_from.split(":")[3]
         aurora_only = db.engine == "aurora"
-        if aurora_only and kind != "cluster-snapshot":
-            bad(("database", "restore_from"), f"{show_value(db.restore_from)} is not allowed with database.engine aurora; expected a DB cluster snapshot ARN (arn:aws:rds:REGION:ACCOUNT:cluster-snapshot:NAME)")
-        elif not aurora_only and kind == "cluster-snapshot":
-            bad(("database", "restore_from"), f"{show_value(db.restore_from)} is not allowed; a DB cluster snapshot restores an Aurora cluster: expected database.engine aurora, or replicated automated backups or a DB snapshot for RDS")
+        if aurora_only and kind not in AURORA_SOURCES:
+            bad(("database", "restore_from"), f"{show_value(db.restore_from)} is not allowed with database.engine aurora; expected a DB cluster snapshot ARN (arn:aws:rds:REGION:ACCOUNT:cluster-snapshot:NAME) or a DB cluster ARN (arn:aws:rds:REGION:ACCOUNT:cluster:NAME)")
+        elif not aurora_only and kind in AURORA_SOURCES:
+            bad(("database", "restore_from"), f"{show_value(db.restore_from)} is not allowed; a DB cluster or cluster snapshot restores an Aurora cluster: expected database.engine aurora, or replicated automated backups or a DB snapshot for RDS")
         elif where != spec.region:
-            bad(("database", "restore_from"), f"{show_value(db.restore_from)} is not allowed; expected backups or a snapshot in the environment's region {spec.region} (where the restored database runs)")
+            bad(("database", "restore_from"), f"{show_value(db.restore_from)} is not allowed; expected backups, a snapshot or a cluster in the environment's region {spec.region} (where the restored database runs)")
     if db.restore_time is not None and not (db.restore_from or "").split(":")[5:6] == ["auto-backup"]:
         bad(("database", "restore_time"), f"{show_value(db.restore_time)} is not allowed without replicated automated backups in database.restore_from; expected the key left out (a snapshot restores as it was taken)")
     if mode == "global":
@@ -87,6 +91,33 @@ def _check_recovery(spec: EnvironmentSpec, bad) -> None:
             bad(("database", "disaster_recovery"), "'global' is not allowed with database.engine rds; expected 'backups', or engine auto or aurora (a Global Database is Aurora's)")
         if db.instance_class is not None and burstable_class(db.instance_class):
             bad(("database", "instance_class"), f"{show_value(db.instance_class)} is not allowed with database.disaster_recovery global; expected a memory optimized class (an Aurora Global Database requires them)")
+    _check_secondary_placement(spec, bad)
+
+
+def _check_secondary_placement(spec: EnvironmentSpec, bad) -> None:
+    """A Global Database's secondary cluster needs private subnets in two zones or more of the second
+    region (an RDS subnet group needs two zones); nothing to place without one."""
+    placed, mode, loc = spec.database.secondary_placement, spec.disaster_recovery, ("database", "secondary_placement")
+    if placed is None:
+        if mode == "global":  # named where global is set: the file to add the placement to
+            bad(("database", "disaster_recovery"), "'global' is not allowed without database.secondary_placement; expected"
+                f" vpc_id, cidr and subnets (two zones or more) of a VPC in {spec.secondary_region or 'the second region'}"
+                " for the secondary cluster, or disaster_recovery backups")
+        return
+    if mode != "global":
+        bad(loc, f"is not allowed with database.disaster_recovery {mode}; expected the key left out, or disaster_recovery global")
+        return
+    _network(placed.cidr, (*loc, "cidr"), bad)
+    region = spec.secondary_region or ""
+    for i, subnet in enumerate(placed.subnets):
+        if not subnet.availability_zone.startswith(region):
+            bad((*loc, "subnets", i, "availability_zone"), f"{show_value(subnet.availability_zone)} is not allowed; expected a zone of the second region {region}")
+    ids = [s.id for s in placed.subnets]
+    if len(set(ids)) != len(ids):
+        bad((*loc, "subnets"), "list a subnet twice; expected each subnet once")
+    zones = {s.availability_zone for s in placed.subnets}
+    if len(zones) < 2:
+        bad((*loc, "subnets"), f"cover {len(zones)} availability zone; expected subnets in at least 2 zones (an RDS subnet group needs two)")
 
 
 def check(spec: EnvironmentSpec, layered: Layered) -> list[SpecError]:

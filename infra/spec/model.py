@@ -52,8 +52,8 @@ HostPattern = _text(r"^[A-Za-z0-9*.:-]{1,253}$", "a host name or pattern such as
 ImageUri = _text(r"^[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$", "a container image URI with a tag or digest")
 MlflowVersion = _text(r"^\d+\.\d+\.\d+$", "an exact MLflow release such as 3.17.2")
 EngineVersion = _text(r"^\d{2}(\.\d{1,2})?$", "a PostgreSQL major version such as '17' or a major.minor such as '17.6'")
-RestoreArn = _text(r"^arn:aws[a-z-]*:rds:[a-z0-9-]+:\d{12}:(auto-backup|snapshot|cluster-snapshot):[A-Za-z0-9:._-]{1,255}$",
-                   "an RDS ARN of replicated automated backups (auto-backup:ab-...), a DB snapshot or a DB cluster snapshot")
+RestoreArn = _text(r"^arn:aws[a-z-]*:rds:[a-z0-9-]+:\d{12}:(auto-backup|snapshot|cluster-snapshot|cluster):[A-Za-z0-9:._-]{1,255}$",
+                   "an RDS ARN of replicated automated backups (auto-backup:ab-...), a DB snapshot, a DB cluster snapshot or a DB cluster")
 RestoreTime = _text(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$", "a UTC time such as 2026-11-28T03:00:00Z")
 TagKey = _text(r"^[\w .:/=+@-]{1,128}$", "a tag key of 1-128 letters, digits, spaces or _.:/=+-@")
 
@@ -77,6 +77,15 @@ class NewVpc(Section):
     cidr: Cidr  # type: ignore[valid-type]
     availability_zones: list[AvailabilityZone] = Field(min_length=2, max_length=6)  # type: ignore[valid-type]
     nat_gateway: bool = False
+
+
+class SecondaryPlacement(Section):
+    """Where an Aurora Global Database's secondary cluster runs in the second region: private subnets
+    of a VPC there (a training VPC of that region, where the servers would run after a failover)."""
+
+    vpc_id: VpcId  # type: ignore[valid-type]
+    cidr: Cidr  # type: ignore[valid-type]
+    subnets: list[Subnet] = Field(min_length=2, max_length=16)
 
 
 class Placement(Section):
@@ -108,9 +117,12 @@ class Database(Section):
     # or global (an Aurora Global Database secondary); default backups in production, none elsewhere
     disaster_recovery: Literal["none", "backups", "global"] | None = None
     secondary_region: str | None = None  # default: the region's recovery pair (infra/data/regions.yaml)
+    # global: the VPC and private subnets (two zones or more) of the second region the secondary cluster uses
+    secondary_placement: SecondaryPlacement | None = None
     # a new environment's database restored instead of created empty (recovery in the second region):
     # RDS replicated automated backups (auto-backup ARN, to restore_time or the latest restorable
-    # time) or a DB snapshot ARN; Aurora a DB cluster snapshot ARN
+    # time) or a DB snapshot ARN; Aurora a DB cluster snapshot ARN, or a DB cluster ARN (the promoted
+    # Global Database secondary, cloned copy-on-write)
     restore_from: RestoreArn | None = None  # type: ignore[valid-type]
     restore_time: RestoreTime | None = None  # type: ignore[valid-type]
     engine_version: EngineVersion = Field(default_factory=catalogue.default_engine_version)  # type: ignore[valid-type]
