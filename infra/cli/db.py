@@ -53,6 +53,7 @@ def cmd_apply_pending(args: argparse.Namespace, session=None, confirm=None) -> i
     rds = session.client("rds", region_name=region)
     try:
         databases = aws.read_databases(rds, env)
+        cluster = aws.read_cluster(rds, env) if capacity.database.engine.engine == "aurora" else None
     except (BotoCoreError, ClientError) as exc:
         err(f"db apply-pending {env}: RDS in {region} could not be read: {str(exc).splitlines()[0]}")
         return EXIT_UNREACHABLE
@@ -60,7 +61,7 @@ def cmd_apply_pending(args: argparse.Namespace, session=None, confirm=None) -> i
         err(f"db apply-pending {env}: no RDS instance tagged {ENVIRONMENT_TAG}={env} and {TARGET_TAG}=primary"
             f" in {region}: is the stack deployed in this account and region?")
         return EXIT_UNREACHABLE
-    steps = pending.reboot_plan(databases, args.primary_first)
+    steps = pending.reboot_plan(databases, args.primary_first, cluster)
     if not steps:
         print(f"{env}: nothing is pending a reboot ({len(databases)} instance(s) in {region}, every parameter group in sync)")
         return 0

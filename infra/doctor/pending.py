@@ -14,6 +14,12 @@ performs them one at a time, each waited on until the instance is available agai
 2. then the primary, through a failover when it is Multi-AZ (the standby takes over in about a
    minute instead of a cold restart); RDS refuses a failover reboot of an instance that is not.
 
+On Aurora the writer is the primary and the readers the replicas, in the same order; a member
+also waits for a reboot when its cluster parameter group is `pending-reboot` for it
+(describe_db_clusters' DBClusterMembers), and it is rebooted without a failover (an Aurora
+instance is not Multi-AZ itself: the cluster fails over to a reader, which `aws rds
+failover-db-cluster` does by hand if the writer's restart must be avoided).
+
 A change that lowers one of those parameters (a smaller workload) must go the other way, the
 primary first: `--primary-first`. RDS does not say which values an instance runs, so the command
 cannot tell the direction itself; `mlflow-infra doctor ENV` shows them beside the plan's.
@@ -44,6 +50,8 @@ class Reboot:
     failover: bool
     groups: tuple[str, ...]
     status: str
+    cluster: str | None = None
+    """The Aurora cluster whose cluster parameter group waits for this reboot, else None."""
 
     def describe(self) -> str:
         how = "reboot with failover to its Multi-AZ standby" if self.failover else "reboot"
@@ -58,17 +66,28 @@ def node_order(node: str, primary_first: bool = False) -> tuple[int, int]:
     return (1 if primary_first else 0, int(index) if index.isdigit() else 0)
 
 
-def reboot_plan(databases: Mapping[str, dict], primary_first: bool = False) -> list[Reboot]:
+def cluster_pending(cluster: Mapping | None) -> set[str]:
+    """The members of an Aurora cluster (describe_db_clusters entry) its cluster parameter group waits on."""
+    return {m["DBInstanceIdentifier"] for m in (cluster or {}).get("DBClusterMembers", [])
+            if m.get("DBClusterParameterGroupStatus") == PENDING}
+
+
+def reboot_plan(databases: Mapping[str, dict], primary_first: bool = False, cluster: Mapping | None = None) -> list[Reboot]:
     """The reboots that apply every pending-reboot parameter group: replicas first, then the primary
-    (or the primary first, for a change that lowers a parameter of STANDBY_AT_LEAST_PRIMARY)."""
+    (or the primary first, for a change that lowers a parameter of STANDBY_AT_LEAST_PRIMARY); on
+    Aurora (`cluster`), its cluster parameter group too, and never through a failover."""
+    waiting = cluster_pending(cluster)
     steps = []
     for node in sorted(databases, key=lambda n: node_order(n, primary_first)):
         db = databases[node]
         groups = tuple(g["DBParameterGroupName"] for g in db.get("DBParameterGroups", [])
                        if g.get("ParameterApplyStatus") == PENDING)
+        in_cluster = cluster is not None and db["DBInstanceIdentifier"] in waiting
+        if in_cluster:
+            groups += (cluster["DBClusterParameterGroup"],)
         if groups:
-            steps.append(Reboot(node, db["DBInstanceIdentifier"], bool(db.get("MultiAZ")), groups,
-                                db.get("DBInstanceStatus", "?")))
+            steps.append(Reboot(node, db["DBInstanceIdentifier"], bool(db.get("MultiAZ")) and not db.get("DBClusterIdentifier"),
+                                groups, db.get("DBInstanceStatus", "?"), cluster["DBClusterIdentifier"] if in_cluster else None))
     return steps
 
 
@@ -97,7 +116,8 @@ def apply(rds, steps: list[Reboot], say, delay_s: float = WAIT_DELAY_S, max_atte
         rds.reboot_db_instance(DBInstanceIdentifier=step.identifier, ForceFailover=step.failover)
         for _ in range(max_attempts):
             db = rds.describe_db_instances(DBInstanceIdentifier=step.identifier)["DBInstances"][0]
-            if settled(db):
+            if settled(db) and (step.cluster is None or step.identifier not in cluster_pending(
+                    rds.describe_db_clusters(DBClusterIdentifier=step.cluster)["DBClusters"][0])):
                 break
             sleep(delay_s)
         else:
