@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
+from .iam import assume_role_policy
+from .keys import in_region, kms_key
+
 
 @dataclass
 class ArtifactsArgs:
@@ -44,14 +47,11 @@ class ArtifactStore(pulumi.ComponentResource):
         """A versioned, encrypted bucket in the second region and S3 replication of every object and
         delete marker to it: S3 requires versioning on both buckets, and for SSE-KMS objects a
         customer managed key in the destination region (docs/aws-constraints.md)."""
-        region = aws.Provider(f"{name}-replica-region", region=args.replica_region, opts=child)
-        there = pulumi.ResourceOptions(parent=self, provider=region)
-        self.replica_key = aws.kms.Key(f"{name}-replica-key", description=f"{name}: artifact replicas in {args.replica_region}",
-                                       enable_key_rotation=True, deletion_window_in_days=30, tags=args.tags, opts=there)
+        there = in_region(self, f"{name}-replica-region", args.replica_region)
+        self.replica_key = kms_key(f"{name}-replica-key", f"{name}: artifact replicas in {args.replica_region}", args.tags, there)
         self.replica_bucket, replica_versioning = private_bucket(f"{name}-replica", args, None, self.replica_key.arn, there)
-        role = aws.iam.Role(f"{name}-replication", assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [{
-            "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "sts:AssumeRole"}]}),
-            tags=args.tags, opts=child)
+        role = aws.iam.Role(f"{name}-replication", assume_role_policy=assume_role_policy("s3.amazonaws.com"),
+                            tags=args.tags, opts=child)
         aws.iam.RolePolicy(f"{name}-replication", role=role.id, opts=child, policy=pulumi.Output.all(
             self.bucket.arn, self.replica_bucket.arn, self.replica_key.arn).apply(lambda v: replication_policy(*v)))
         aws.s3.BucketReplicationConfig(

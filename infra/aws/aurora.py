@@ -14,6 +14,7 @@ import pulumi_aws as aws
 
 from .database import LOG_EXPORTS_AURORA, ProxySettings, enhanced_monitoring_role, key_and_secrets, rds_proxy
 from .iam import assume_role_policy
+from .keys import in_region, kms_key
 from .parameter_group import ParameterGroupArgs, ParameterSetting, check_parameter_group, parameter_group, settings
 from ..endpoints import DATABASE_NAME, DATABASE_PORT, DATABASE_USERNAME, TARGET_TAG
 
@@ -113,6 +114,27 @@ def cluster_restore_arguments(restore_from: str | None) -> dict:
     return {"snapshot_identifier": restore_from}
 
 
+def cluster_settings(args: AuroraArgs, final_snapshot: str) -> dict:
+    """What the primary cluster and a Global Database's secondary share: engine, encryption,
+    storage, backups and maintenance windows, protection, log exports; a final snapshot named
+    `final_snapshot` when protected."""
+    return dict(
+        engine=ENGINE,
+        engine_version=args.engine_version,
+        storage_encrypted=True,
+        storage_type=args.storage_type,
+        backup_retention_period=args.backup_retention_days,
+        preferred_backup_window="03:00-04:00",
+        preferred_maintenance_window="sun:04:30-sun:05:30",
+        deletion_protection=args.deletion_protection,
+        skip_final_snapshot=not args.protect,
+        final_snapshot_identifier=final_snapshot if args.protect else None,
+        copy_tags_to_snapshot=True,
+        enabled_cloudwatch_logs_exports=LOG_EXPORTS_AURORA,
+        apply_immediately=False,
+    )
+
+
 def cluster_parameter_group(name: str, args: ParameterGroupArgs, opts: pulumi.ResourceOptions) -> aws.rds.ClusterParameterGroup:
     return aws.rds.ClusterParameterGroup(name, family=args.family, description=args.description,
                                          parameters=settings(args), tags=args.tags, opts=opts)
@@ -134,16 +156,13 @@ class TrackingAuroraCluster(pulumi.ComponentResource):
 
         self.key, self.master_secret, self.app_secret = key_and_secrets(name, tags, child, keep)
         subnet_group = aws.rds.SubnetGroup(f"{name}-subnets", subnet_ids=args.subnet_ids, tags=tags, opts=child)
+        instance_group_args = ParameterGroupArgs(family, args.instance_parameters, f"{name} writer and readers: tuned by mlflow-infra", tags)
         self.cluster_parameter_group = cluster_parameter_group(f"{name}-cluster", cluster_group_args, child)
-        self.group_args = (cluster_group_args, ParameterGroupArgs(
-            family, args.instance_parameters, f"{name} writer and readers: tuned by mlflow-infra", tags))
-        self.instance_parameter_group = parameter_group(f"{name}-instances", self.group_args[1], child)
+        self.instance_parameter_group = parameter_group(f"{name}-instances", instance_group_args, child)
         monitoring_role = enhanced_monitoring_role(name, tags, child)
 
         self.cluster = aws.rds.Cluster(
             f"{name}-cluster",
-            engine=ENGINE,
-            engine_version=args.engine_version,
             # restored: the database name and master user are the source's
             **cluster_restore_arguments(args.restore_from),
             # the stack's own secret, as on RDS: the migrate step and doctor read it the same way
@@ -151,18 +170,8 @@ class TrackingAuroraCluster(pulumi.ComponentResource):
             db_subnet_group_name=subnet_group.name,
             vpc_security_group_ids=args.security_group_ids,
             db_cluster_parameter_group_name=self.cluster_parameter_group.name,
-            storage_encrypted=True,
             kms_key_id=self.key.arn,
-            storage_type=args.storage_type,
-            backup_retention_period=args.backup_retention_days,
-            preferred_backup_window="03:00-04:00",
-            preferred_maintenance_window="sun:04:30-sun:05:30",
-            deletion_protection=args.deletion_protection,
-            skip_final_snapshot=not args.protect,
-            final_snapshot_identifier=f"{name}-final" if args.protect else None,
-            copy_tags_to_snapshot=True,
-            enabled_cloudwatch_logs_exports=LOG_EXPORTS_AURORA,
-            apply_immediately=False,
+            **cluster_settings(args, f"{name}-final"),
             tags={**tags, TARGET_TAG: "cluster"},
             # a Global Database made from this cluster names it later: the input stays unset
             opts=pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(ignore_changes=["globalClusterIdentifier"]))
@@ -199,7 +208,7 @@ class TrackingAuroraCluster(pulumi.ComponentResource):
             self._reader_autoscaling(name, args, child)
         self.global_cluster = self.secondary = None
         if args.global_secondary is not None:
-            self._global_secondary(name, args, common, monitoring_role)
+            self._global_secondary(name, args, args.global_secondary, (cluster_group_args, instance_group_args), common)
         self.backup_plan = None
         if args.backup_copy_region:
             self._copy_backups(name, args, child)
@@ -226,52 +235,38 @@ class TrackingAuroraCluster(pulumi.ComponentResource):
                                "writer_endpoint": self.cluster.endpoint, "secret_arn": self.secret_arn,
                                "master_secret_arn": self.master_secret_arn})
 
-    def _global_secondary(self, name: str, args: AuroraArgs, common: dict, monitoring_role: aws.iam.Role) -> None:
+    def _global_secondary(self, name: str, args: AuroraArgs, g: GlobalSecondary,
+                          groups: tuple[ParameterGroupArgs, ParameterGroupArgs], common: dict) -> None:
         """The cluster becomes the primary of a Global Database, and a secondary cluster follows it in
         the second region: its own key there, the same parameter groups, private subnets, 5432 from
         that VPC only, one instance the failover promotes. No master user (the secondary takes the
-        primary's) and no reader autoscaling (Aurora offers none on a secondary)."""
-        g = args.global_secondary
-        assert g is not None
+        primary's) and no reader autoscaling (Aurora offers none on a secondary). `groups`: the
+        primary's cluster and instance parameter groups, declared again there."""
         tags = args.tags
-        region = aws.Provider(f"{name}-secondary-region", region=g.region, opts=pulumi.ResourceOptions(parent=self))
-        there = pulumi.ResourceOptions(parent=self, provider=region)
-        keep_there = pulumi.ResourceOptions(parent=self, provider=region, protect=args.protect)
+        there = in_region(self, f"{name}-secondary-region", g.region)
+        keep_there = pulumi.ResourceOptions.merge(there, pulumi.ResourceOptions(protect=args.protect))
         self.global_cluster = aws.rds.GlobalCluster(
             f"{name}-global", global_cluster_identifier=f"{name}-global", source_db_cluster_identifier=self.cluster.arn,
             force_destroy=True,  # pulumi-aws: required with source_db_cluster_identifier
             deletion_protection=args.deletion_protection, tags=tags,
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect, depends_on=[self.writer]))
-        self.secondary_key = aws.kms.Key(f"{name}-secondary-key", description=f"{name}: the Global Database secondary in {g.region}",
-                                         enable_key_rotation=True, deletion_window_in_days=30, tags=tags, opts=there)
+        self.secondary_key = kms_key(f"{name}-secondary-key", f"{name}: the Global Database secondary in {g.region}", tags, there)
         subnets = aws.rds.SubnetGroup(f"{name}-secondary-subnets", subnet_ids=g.subnet_ids, tags=tags, opts=there)
         security_group = aws.ec2.SecurityGroup(
             f"{name}-secondary", vpc_id=g.vpc_id, description="MLflow tracking database (Global Database secondary): 5432 from the VPC",
             ingress=[{"protocol": "tcp", "from_port": DATABASE_PORT, "to_port": DATABASE_PORT, "cidr_blocks": [g.cidr],
                       "description": "servers in this region after a failover"}],
             tags={**tags, "Name": f"{name}-secondary"}, opts=there)
-        cluster_group = cluster_parameter_group(f"{name}-secondary-cluster", self.group_args[0], there)
-        instance_group = parameter_group(f"{name}-secondary-instances", self.group_args[1], there)
+        cluster_group = cluster_parameter_group(f"{name}-secondary-cluster", groups[0], there)
+        instance_group = parameter_group(f"{name}-secondary-instances", groups[1], there)
         self.secondary = aws.rds.Cluster(
             f"{name}-secondary",
-            engine=ENGINE,
-            engine_version=args.engine_version,
             global_cluster_identifier=self.global_cluster.id,
             db_subnet_group_name=subnets.name,
             vpc_security_group_ids=[security_group.id],
             db_cluster_parameter_group_name=cluster_group.name,
-            storage_encrypted=True,
             kms_key_id=self.secondary_key.arn,
-            storage_type=args.storage_type,
-            backup_retention_period=args.backup_retention_days,
-            preferred_backup_window="03:00-04:00",
-            preferred_maintenance_window="sun:04:30-sun:05:30",
-            deletion_protection=args.deletion_protection,
-            skip_final_snapshot=not args.protect,
-            final_snapshot_identifier=f"{name}-secondary-final" if args.protect else None,
-            copy_tags_to_snapshot=True,
-            enabled_cloudwatch_logs_exports=LOG_EXPORTS_AURORA,
-            apply_immediately=False,
+            **cluster_settings(args, f"{name}-secondary-final"),
             tags={**tags, TARGET_TAG: "secondary-cluster"},
             # Aurora sets the replication source; the global cluster upgrades the engine (pulumi-aws)
             opts=pulumi.ResourceOptions.merge(keep_there, pulumi.ResourceOptions(
@@ -279,17 +274,14 @@ class TrackingAuroraCluster(pulumi.ComponentResource):
         self.secondary_instance = aws.rds.ClusterInstance(
             f"{name}-secondary-0", promotion_tier=0, tags={**tags, TARGET_TAG: "secondary-0"},
             **{**common, "cluster_identifier": self.secondary.id, "db_subnet_group_name": subnets.name,
-               "db_parameter_group_name": instance_group.name, "performance_insights_kms_key_id": self.secondary_key.arn,
-               "monitoring_role_arn": monitoring_role.arn},
+               "db_parameter_group_name": instance_group.name, "performance_insights_kms_key_id": self.secondary_key.arn},
             opts=keep_there)
 
     def _copy_backups(self, name: str, args: AuroraArgs, child: pulumi.ResourceOptions) -> None:
         """AWS Backup: a daily snapshot of the cluster into a vault here (the stack's key) and a copy
         into a vault in the second region (a key of that region), both kept for the retention."""
-        region = aws.Provider(f"{name}-backup-region", region=args.backup_copy_region, opts=child)
-        there = pulumi.ResourceOptions(parent=self, provider=region)
-        self.backup_key = aws.kms.Key(f"{name}-backup-key", description=f"{name}: backup copies in {args.backup_copy_region}",
-                                      enable_key_rotation=True, deletion_window_in_days=30, tags=args.tags, opts=there)
+        there = in_region(self, f"{name}-backup-region", args.backup_copy_region)
+        self.backup_key = kms_key(f"{name}-backup-key", f"{name}: backup copies in {args.backup_copy_region}", args.tags, there)
         copies = aws.backup.Vault(f"{name}-backup-copies", kms_key_arn=self.backup_key.arn, tags=args.tags, opts=there)
         vault = aws.backup.Vault(f"{name}-backups", kms_key_arn=self.key.arn, tags=args.tags, opts=child)
         role = aws.iam.Role(f"{name}-backup", assume_role_policy=assume_role_policy("backup.amazonaws.com"),

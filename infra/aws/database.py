@@ -12,6 +12,7 @@ import pulumi_aws as aws
 
 from .credentials import DatabaseSecret
 from .iam import assume_role_policy, secret_read_policy
+from .keys import in_region, kms_key
 from .parameter_group import ParameterGroupArgs, ParameterSetting, parameter_group
 from ..endpoints import APP_DATABASE_USERNAME, DATABASE_NAME, DATABASE_USERNAME, MASTER_SECRET_TARGET, TARGET_TAG
 
@@ -176,11 +177,9 @@ class TrackingDatabase(pulumi.ComponentResource):
     def _replicate_backups(self, name: str, args: DatabaseArgs) -> None:
         """Declared in the second region (the API call is made there) with a key of that region: an
         encrypted source's backups are re-encrypted with it (docs/aws-constraints.md)."""
-        region = aws.Provider(f"{name}-backup-region", region=args.backup_replication_region,
-                              opts=pulumi.ResourceOptions(parent=self))
-        there = pulumi.ResourceOptions(parent=self, provider=region)
-        self.backup_key = aws.kms.Key(f"{name}-backup-key", description=f"{name}: replicated backups in {args.backup_replication_region}",
-                                      enable_key_rotation=True, deletion_window_in_days=30, tags=args.tags, opts=there)
+        there = in_region(self, f"{name}-backup-region", args.backup_replication_region)
+        self.backup_key = kms_key(f"{name}-backup-key", f"{name}: replicated backups in {args.backup_replication_region}",
+                                  args.tags, there)
         self.backup_replication = aws.rds.InstanceAutomatedBackupsReplication(
             f"{name}-backups", source_db_instance_arn=self.primary.arn, kms_key_id=self.backup_key.arn,
             retention_period=args.backup_retention_days, opts=there)
@@ -211,8 +210,7 @@ def restore_arguments(name: str, args: DatabaseArgs) -> dict:
 def key_and_secrets(name: str, tags: dict[str, str], child: pulumi.ResourceOptions, keep: pulumi.ResourceOptions):
     """The database's KMS key (storage, Performance Insights, secrets) and the stack's own credentials
     (see credentials.py): the master user's secret, tagged for doctor, and the application role's."""
-    key = aws.kms.Key(f"{name}-key", description=f"{name}: RDS storage, Performance Insights and the master secret",
-                      enable_key_rotation=True, deletion_window_in_days=30, tags=tags, opts=child)
+    key = kms_key(f"{name}-key", f"{name}: RDS storage, Performance Insights and the master secret", tags, child)
     # a replica cannot be made of an instance whose master password RDS manages, and RDS would
     # rotate that one under running tasks
     master = DatabaseSecret(

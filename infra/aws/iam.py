@@ -40,8 +40,9 @@ def alarm_topic_key_policy(account_id: str, partition: str = "aws") -> str:
 def pre_upgrade_snapshot_policy(instance_arn: pulumi.Input[str]) -> pulumi.Output[str]:
     """The migrate step's snapshot of the primary (an instance ARN, or an Aurora cluster's) before a
     schema upgrade: create a manual snapshot of this instance (or cluster) only, named after it
-    (`INSTANCE-mlflow-...`), tag it (the instance copies its tags to snapshots) and watch it become available. RDS authorizes CreateDBSnapshot on both the instance and
-    the snapshot ARN (RDS User Guide, "Actions, resources, and condition keys for Amazon RDS")."""
+    (`INSTANCE-mlflow-...`), tag it (the instance copies its tags to snapshots) and watch it become
+    available. RDS authorizes CreateDBSnapshot (CreateDBClusterSnapshot) on both the source and the
+    snapshot ARN (RDS User Guide, "Actions, resources, and condition keys for Amazon RDS")."""
     def document(arn: str) -> str:
         if ":cluster:" in arn:  # Aurora: the cluster's snapshot (CreateDBClusterSnapshot on cluster and cluster-snapshot)
             snapshots, create, describe = f"{arn.replace(':cluster:', ':cluster-snapshot:', 1)}-mlflow-*", \

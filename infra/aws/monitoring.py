@@ -12,6 +12,7 @@ import pulumi_aws as aws
 
 from ..planning.alarms import AlarmPlan
 from .iam import alarm_topic_key_policy
+from .keys import kms_key
 
 
 @dataclass
@@ -56,10 +57,9 @@ class TrackingMonitoring(pulumi.ComponentResource):
             raise ValueError(f"MonitoringArgs.dimensions: no dimensions for alarm targets {', '.join(missing)}")
         identity, partition = aws.get_caller_identity_output(), aws.get_partition_output()
         # a customer managed key: CloudWatch must be allowed to use it, which alias/aws/sns cannot allow
-        self.key = aws.kms.Key(
-            f"{name}-alarms-key", description=f"{name}: the alarm topic", enable_key_rotation=True, deletion_window_in_days=30,
-            policy=pulumi.Output.all(identity.account_id, partition.partition).apply(lambda v: alarm_topic_key_policy(v[0], v[1])),
-            tags=args.tags, opts=child)
+        self.key = kms_key(
+            f"{name}-alarms-key", f"{name}: the alarm topic", args.tags, child,
+            policy=pulumi.Output.all(identity.account_id, partition.partition).apply(lambda v: alarm_topic_key_policy(v[0], v[1])))
         self.topic = aws.sns.Topic(f"{name}-alarms", kms_master_key_id=self.key.arn, tags=args.tags, opts=child)
         for i, email in enumerate(args.email):
             aws.sns.TopicSubscription(f"{name}-email-{i}", topic=self.topic.arn, protocol="email", endpoint=email, opts=child)

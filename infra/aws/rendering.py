@@ -47,8 +47,9 @@ class Runtime:
     """The primary's own address, for the migrate step (RDS Proxy, if any, authenticates the app role
     only); None: `db_host`."""
     primary_instance_id: str | None = None
-    primary_cluster_id: str | None = None   # Aurora: the cluster, snapshotted before a schema upgrade
     """The primary's RDS instance identifier: the migrate step snapshots it before a schema upgrade."""
+    primary_cluster_id: str | None = None
+    """Aurora: the cluster, which the migrate step snapshots instead."""
 
 
 def database_environment(rt: Runtime, tier: TierPlan | None = None) -> dict[str, str]:

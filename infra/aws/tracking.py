@@ -51,47 +51,51 @@ def network_args(spec: EnvironmentSpec, plan: CapacityPlan) -> NetworkArgs:
                        private_subnet_cidrs=list(pl.private_subnet_cidrs), public_subnet_cidrs=list(pl.public_subnet_cidrs))
 
 
-def database_args(plan: CapacityPlan, network: TrackingNetwork) -> DatabaseArgs:
-    db, storage, proxy = plan.database, plan.database.storage, plan.connection_budget.proxy
-    return DatabaseArgs(
+def shared_database_args(plan: CapacityPlan, network: TrackingNetwork) -> dict:
+    """What DatabaseArgs and AuroraArgs take alike from the plan: placement, class and version,
+    backups, protection, monitoring, the proxy, the source restored, tags."""
+    db, proxy = plan.database, plan.connection_budget.proxy
+    return dict(
         subnet_ids=network.private_subnet_ids, security_group_ids=[network.db_sg.id],
         instance_class=db.instance.instance_class, engine_version=db.engine_version,
+        backup_retention_days=db.backup_retention_days.value, deletion_protection=db.deletion_protection.value,
+        protect=plan.tier == "production", monitoring_interval_seconds=db.monitoring_interval_seconds,
+        performance_insights_retention_days=db.performance_insights_retention_days,
+        proxy=ProxySettings(proxy.max_connections_percent, proxy.max_idle_connections_percent,
+                            proxy.idle_client_timeout_seconds, proxy.require_tls) if proxy else None,
+        proxy_security_group_ids=[network.proxy_sg.id], restore_from=db.restore.arn, tags=plan.tags)
+
+
+def backups_region(plan: CapacityPlan) -> str | None:
+    """The second region the backups go to (disaster_recovery backups), else None."""
+    return plan.recovery.secondary_region if plan.recovery.mode == "backups" else None
+
+
+def database_args(plan: CapacityPlan, network: TrackingNetwork) -> DatabaseArgs:
+    db, storage = plan.database, plan.database.storage
+    return DatabaseArgs(
+        **shared_database_args(plan, network),
         allocated_storage_gib=storage.allocated_gib, max_allocated_storage_gib=storage.max_allocated_gib,
         iops=storage.iops if storage.iops_provisioned else None,
         storage_throughput_mibps=storage.throughput_mibps if storage.iops_provisioned else None,
         multi_az=db.multi_az.value, primary_zone=plan.placement.primary_zone, replica_zones=list(plan.placement.replica_zones),
         primary_parameters=ParameterSetting.from_plan(db.primary_parameters),
         replica_parameters=ParameterSetting.from_plan(db.replica_parameters),
-        backup_retention_days=db.backup_retention_days.value, deletion_protection=db.deletion_protection.value,
-        protect=plan.tier == "production", monitoring_interval_seconds=db.monitoring_interval_seconds,
-        performance_insights_retention_days=db.performance_insights_retention_days,
-        proxy=ProxySettings(proxy.max_connections_percent, proxy.max_idle_connections_percent,
-                            proxy.idle_client_timeout_seconds, proxy.require_tls) if proxy else None,
-        proxy_security_group_ids=[network.proxy_sg.id],
-        backup_replication_region=plan.recovery.secondary_region if plan.recovery.mode == "backups" else None,
-        restore_from=db.restore.arn, restore_time=db.restore.time, tags=plan.tags)
+        backup_replication_region=backups_region(plan), restore_time=db.restore.time)
 
 
 def aurora_args(plan: CapacityPlan, network: TrackingNetwork, spec: EnvironmentSpec) -> AuroraArgs:
-    db, proxy, engine = plan.database, plan.connection_budget.proxy, plan.database.engine
+    db, engine = plan.database, plan.database.engine
     placed = spec.database.secondary_placement
     secondary = (GlobalSecondary(plan.recovery.secondary_region, placed.vpc_id, placed.cidr, [s.id for s in placed.subnets])
                  if plan.recovery.mode == "global" and placed is not None and plan.recovery.secondary_region else None)
     return AuroraArgs(
-        subnet_ids=network.private_subnet_ids, security_group_ids=[network.db_sg.id],
-        instance_class=db.instance.instance_class, engine_version=db.engine_version, storage_type=engine.aurora_storage_type,
+        **shared_database_args(plan, network), storage_type=engine.aurora_storage_type,
         writer_zone=plan.placement.training_availability_zones[0] if plan.placement.training_availability_zones else None,
         reader_zones=list(plan.placement.replica_zones), readers_max=engine.readers_max,
         cluster_parameters=ParameterSetting.from_plan(db.cluster_parameters),
         instance_parameters=ParameterSetting.from_plan(db.primary_parameters),
-        backup_retention_days=db.backup_retention_days.value, deletion_protection=db.deletion_protection.value,
-        protect=plan.tier == "production", monitoring_interval_seconds=db.monitoring_interval_seconds,
-        performance_insights_retention_days=db.performance_insights_retention_days,
-        proxy=ProxySettings(proxy.max_connections_percent, proxy.max_idle_connections_percent,
-                            proxy.idle_client_timeout_seconds, proxy.require_tls) if proxy else None,
-        proxy_security_group_ids=[network.proxy_sg.id],
-        backup_copy_region=plan.recovery.secondary_region if plan.recovery.mode == "backups" else None,
-        global_secondary=secondary, restore_from=db.restore.arn, tags=plan.tags)
+        backup_copy_region=backups_region(plan), global_secondary=secondary)
 
 
 class MlflowTracking(pulumi.ComponentResource):
@@ -118,7 +122,7 @@ class MlflowTracking(pulumi.ComponentResource):
             self.database = TrackingAuroraCluster(f"{name}-db", aurora_args(plan, self.network, spec), opts=child)
             writer, writer_address = self.database.writer, self.database.cluster.endpoint
             snapshot_arn, cluster_id = self.database.cluster.arn, self.database.cluster.cluster_identifier
-            reader_ids = [r.identifier for r in self.database.readers]
+            reader_ids = []  # the readers' lag is the cluster's alarm (autoscaled readers included)
         else:
             self.database = TrackingDatabase(f"{name}-db", database_args(plan, self.network), opts=child)
             writer, writer_address = self.database.primary, self.database.primary.address
@@ -146,7 +150,7 @@ class MlflowTracking(pulumi.ComponentResource):
         self.monitoring = TrackingMonitoring(f"{name}-mon", MonitoringArgs(
             alarms=list(plan.alarms), region=plan.region, email=list(spec.alarms.email), tags=tags,
             dimensions=target_dimensions(
-                writer.identifier, [] if aurora else reader_ids,
+                writer.identifier, reader_ids,
                 {role: f.load_balancer.arn_suffix for role, f in fleets.items()},
                 {name: dims for f in fleets.values() for name, dims in fleet_dimensions(self.service, f).items()},
                 {role: f.target_group.arn_suffix for role, f in fleets.items()}, cluster=cluster_id)), opts=child)

@@ -61,16 +61,28 @@ class EngineDecision:
     warnings: tuple[str, ...] = ()
 
 
+def smallest_aurora_class(vcpu: float, memory_gib: float, burstable: bool) -> InstanceClass:
+    """The smallest class Aurora offers with at least `vcpu` and `memory_gib`, burstable only when
+    `burstable` (never onto CPU credits a class did not run on); the largest when none has as much."""
+    offered = [c for c in map(catalogue.instance_class, catalogue.aurora().classes) if burstable or not c.burstable]
+    fitting = [c for c in offered if c.vcpu >= vcpu and c.memory_gib >= memory_gib]
+    return min(fitting or offered[-1:], key=lambda c: (c.vcpu, c.memory_gib))
+
+
 def aurora_class(instance_class: InstanceClass) -> InstanceClass:
     """The class itself when Aurora offers it, else the smallest Aurora class with at least its vCPU
     and memory, burstable only for a burstable class (Aurora has no M classes and only the medium
     and large burstable ones)."""
-    offered = [catalogue.instance_class(name) for name in catalogue.aurora().classes]
     if instance_class.name in catalogue.aurora().classes:
         return instance_class
-    fitting = [c for c in offered if c.vcpu >= instance_class.vcpu and c.memory_gib >= instance_class.memory_gib
-               and (instance_class.burstable or not c.burstable)]  # never onto CPU credits a class did not run on
-    return min(fitting or offered[-1:], key=lambda c: (c.vcpu, c.memory_gib))
+    return smallest_aurora_class(instance_class.vcpu, instance_class.memory_gib, instance_class.burstable)
+
+
+def _runs_on(db: DatabaseClass, chosen: InstanceClass, why: str) -> DatabaseClass:
+    """The planned class moved onto `chosen`, the move said in its reason."""
+    return dataclasses.replace(db, instance_class=chosen.name, family=chosen.family, vcpu=chosen.vcpu,
+                               memory_gib=chosen.memory_gib, ebs_baseline_mbps=chosen.ebs_baseline_mbps,
+                               reason=f"{db.reason}; {why}")
 
 
 def on_aurora(db: DatabaseClass) -> DatabaseClass:
@@ -78,10 +90,8 @@ def on_aurora(db: DatabaseClass) -> DatabaseClass:
     chosen = aurora_class(catalogue.instance_class(db.instance_class))
     if chosen.name == db.instance_class:
         return db
-    return dataclasses.replace(db, instance_class=chosen.name, family=chosen.family, vcpu=chosen.vcpu,
-                               memory_gib=chosen.memory_gib, ebs_baseline_mbps=chosen.ebs_baseline_mbps,
-                               reason=f"{db.reason}; Aurora offers no {db.instance_class}: {chosen.name}, the smallest it offers with"
-                                      " as many vCPU and as much memory")
+    return _runs_on(db, chosen, f"Aurora offers no {db.instance_class}: {chosen.name}, the smallest it offers with"
+                                " as many vCPU and as much memory")
 
 
 def memory_optimized(db: DatabaseClass) -> DatabaseClass:
@@ -89,14 +99,9 @@ def memory_optimized(db: DatabaseClass) -> DatabaseClass:
     smallest non-burstable class Aurora offers with at least its vCPU and memory."""
     if not catalogue.instance_class(db.instance_class).burstable:
         return db
-    offered = [catalogue.instance_class(name) for name in catalogue.aurora().classes]
-    steady = [c for c in offered if not c.burstable]
-    chosen = min([c for c in steady if c.vcpu >= db.vcpu and c.memory_gib >= db.memory_gib] or steady[-1:],
-                 key=lambda c: (c.vcpu, c.memory_gib))
-    return dataclasses.replace(db, instance_class=chosen.name, family=chosen.family, vcpu=chosen.vcpu,
-                               memory_gib=chosen.memory_gib, ebs_baseline_mbps=chosen.ebs_baseline_mbps,
-                               reason=f"{db.reason}; an Aurora Global Database requires memory-optimized classes:"
-                                      f" {chosen.name} instead of {db.instance_class}")
+    chosen = smallest_aurora_class(db.vcpu, db.memory_gib, burstable=False)
+    return _runs_on(db, chosen, f"an Aurora Global Database requires memory-optimized classes: {chosen.name} instead of"
+                                f" {db.instance_class}")
 
 
 def aurora_readers(tier_minimum: int, by_load: int, multi_az: bool) -> tuple[int, int]:
@@ -134,6 +139,13 @@ def aurora_io_per_month(write_requests_per_s: float, wal_bytes_per_s: float, bus
     return per_s * busy_hours_per_day * 3600 * 365 / 12
 
 
+def aurora_standard_monthly(prices: dict, hours: float, instance_class: str, instances: int, data_gib: float,
+                            io_per_month: float) -> float:
+    """Aurora Standard for a month: the instances, the data stored (billed as used) and the I/O."""
+    return (prices["aurora_instance_hourly"][instance_class] * hours * instances + data_gib * prices["aurora_storage_gib_month"]
+            + io_per_month / 1e6 * prices["aurora_io_per_million"])
+
+
 def engine_costs(*, prices: dict, hours: float, rds_class: str, multi_az: bool, replicas: int, storage: StoragePlan,
                  aurora_instance_class: str, aurora_instances: int, data_gib: float, io_per_month: float) -> EngineCosts:
     """RDS: the primary (twice with Multi-AZ), its replicas, gp3 on each; Aurora: writer and readers,
@@ -141,7 +153,7 @@ def engine_costs(*, prices: dict, hours: float, rds_class: str, multi_az: bool, 
     copies = (2 if multi_az else 1) + replicas
     rds = prices["rds_instance_hourly"][rds_class] * hours * copies + rds_storage_monthly(prices, storage, copies)
     instance = prices["aurora_instance_hourly"][aurora_instance_class] * hours * aurora_instances
-    standard = instance + data_gib * prices["aurora_storage_gib_month"] + io_per_month / 1e6 * prices["aurora_io_per_million"]
+    standard = aurora_standard_monthly(prices, hours, aurora_instance_class, aurora_instances, data_gib, io_per_month)
     optimized = (instance * prices["aurora_io_optimized_instance_factor"]
                  + data_gib * prices["aurora_io_optimized_storage_gib_month"])
     detail = (f"RDS: {copies} x {rds_class}, {storage.allocated_gib:,} GiB gp3 each; Aurora: {aurora_instances} x"

@@ -333,12 +333,15 @@ def plan(spec: EnvironmentSpec, k: Coefficients | None = None) -> CapacityPlan:
     db_spec = spec.database
     warnings: list[str] = []
 
-    found = engine_triggers(readers_by_load=replicas_by_load(d.ui_read_requests_per_s, k), **dict(zip(("need_iops", "need_mibps"), storage_need(d))),
+    global_database = spec.disaster_recovery == "global"
+    by_load = replicas_by_load(d.ui_read_requests_per_s, k)
+    need_iops, need_mibps = storage_need(d)
+    found = engine_triggers(readers_by_load=by_load, need_iops=need_iops, need_mibps=need_mibps,
                             storage_at_retention_gib=d.storage_at_retention_gib, max_failover_s=db_spec.max_failover_seconds,
-                            global_database=spec.disaster_recovery == "global")
+                            global_database=global_database)
     aurora = db_spec.engine == "aurora" or (db_spec.engine == "auto" and bool(found))
     replicas = rds_replicas = plan_replicas(d.ui_read_requests_per_s, spec.tier, db_spec.read_replicas, k)
-    readers = aurora_readers(isolation_replicas(spec.tier), replicas_by_load(d.ui_read_requests_per_s, k), spec.multi_az)
+    readers = aurora_readers(isolation_replicas(spec.tier), by_load, spec.multi_az)
     if db_spec.read_replicas is not None:
         readers = (db_spec.read_replicas, max(readers[1], db_spec.read_replicas))
     if aurora:
@@ -350,31 +353,28 @@ def plan(spec: EnvironmentSpec, k: Coefficients | None = None) -> CapacityPlan:
     # connections to the others); with a single reader, the writer takes them all while it is gone
     budget_readers = max(1, replicas.count - 1) if aurora and replicas.count else replicas.count
     need = database_need(d, ui_reads_on_primary(d.ui_read_requests_per_s, spec.tier, replicas.count, k), k)
-    instance = choose_database_class(need, spec.tier, db_spec.instance_class, instance_hourly(spec.region), spec.source_file)
-    rds_class = instance
-    global_database = spec.disaster_recovery == "global"
-    if aurora:
-        instance = on_aurora(instance)
-        if global_database:
-            instance = memory_optimized(instance)
-    aurora_rds_class = memory_optimized(on_aurora(rds_class)) if global_database else on_aurora(rds_class)
+    rds_class = choose_database_class(need, spec.tier, db_spec.instance_class, instance_hourly(spec.region), spec.source_file)
+    # the class an Aurora writer and its readers run: Aurora's nearest, memory-optimized for a Global Database
+    aurora_instance = memory_optimized(on_aurora(rds_class)) if global_database else on_aurora(rds_class)
+    instance = aurora_instance if aurora else rds_class
     warnings.extend(instance.warnings)
     storage = plan_storage(d, spec.workload.retention_days, db_spec.storage_gib, db_spec.max_storage_gib, spec.source_file)
     prices_region, prices = prices_for(spec.region)
     data_gib = max(AURORA_MIN_BILLED_GIB, d.storage_growth_gib_per_day * min(INITIAL_GROWTH_DAYS, spec.workload.retention_days))
     io_per_month = aurora_io_per_month(d.write_requests_per_s, d.wal_bytes_per_s, spec.workload.logging_hours_per_day)
-    costs = engine_costs(prices=prices, hours=catalogue.price_table()["hours_per_month"], rds_class=rds_class.instance_class,
+    hours = catalogue.price_table()["hours_per_month"]
+    costs = engine_costs(prices=prices, hours=hours, rds_class=rds_class.instance_class,
                          multi_az=spec.multi_az, replicas=rds_replicas.count, storage=storage,
-                         aurora_instance_class=aurora_rds_class.instance_class, aurora_instances=1 + readers[0],
+                         aurora_instance_class=aurora_instance.instance_class, aurora_instances=1 + readers[0],
                          data_gib=data_gib, io_per_month=io_per_month)
-    engine = decide(db_spec.engine, found, costs, aurora_rds_class.instance_class, readers)
+    engine = decide(db_spec.engine, found, costs, aurora_instance.instance_class, readers)
     warnings.extend(engine.warnings)
     restore = restore_decision(db_spec.restore_from, db_spec.restore_time, engine.engine, spec.source_file)
     recovery = plan_recovery(mode=spec.disaster_recovery, region=spec.region, secondary_region=spec.secondary_region,
                              engine=engine.engine, named=db_spec.secondary_region is not None, production=spec.production,
                              data_gib=data_gib, growth_gib_per_month=d.storage_growth_gib_per_day * 30,
                              instance_class=instance.instance_class, prices=prices,
-                             hours=catalogue.price_table()["hours_per_month"], io_per_month=io_per_month,
+                             hours=hours, io_per_month=io_per_month,
                              retention_days=spec.backup_retention_days)
     if spec.production and recovery.mode == "none":
         warnings.append("production with disaster_recovery none: a region outage stops all logging until the region returns")

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .engine import aurora_standard_monthly
+
 # "RDS uploads transaction logs for DB instances to Amazon S3 every 5 minutes" (RDS User Guide,
 # USER_PIT.html); backup replication copies them to the second region as they are ready
 # (USER_ReplicateBackups.html), with no copy delay AWS states.
@@ -47,8 +49,7 @@ def plan_recovery(*, mode: str, region: str, secondary_region: str | None, engin
     where = secondary_region if named else f"{secondary_region} ({region}'s default pair; database.secondary_region names another)"
     transfer = growth_gib_per_month * prices["inter_region_transfer_gib"]
     if mode == "global":
-        instance = prices["aurora_instance_hourly"][instance_class] * hours
-        cost = instance + data_gib * prices["aurora_storage_gib_month"] + io_per_month / 1e6 * prices["aurora_io_per_million"] + transfer
+        cost = aurora_standard_monthly(prices, hours, instance_class, 1, data_gib, io_per_month) + transfer
         return RecoveryPlan(
             "global", secondary_region, "typically seconds (Aurora replicates with latency typically under a second)",
             "minutes: a managed failover of the global database (AWS: in the order of minutes), then a copy-on-write"

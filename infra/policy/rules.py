@@ -35,9 +35,11 @@ rds-performance-insights           fail-closed   performanceInsightsEnabled (pla
 rds-enhanced-monitoring            fail-closed   monitoringInterval (plain: checked); monitoringRoleArn is_set only (a role is attached)
 rds-storage-type                   fail-closed   storageType (plain: checked); replicateSourceDb is_set only
 rds-custom-parameter-group         check-known   parameterGroupName (unknown): the group it depends on, else `<instance>` / `<instance>` less `-N`
+                                                 (Aurora: `<cluster>-cluster`, members' `<stem>-instances`: parameter_group_of)
 rds-no-burstable-production        fail-closed   instanceClass (plain: checked)
 aurora-reader-in-second-zone       check-known   cluster members' availabilityZone (plain: checked; unknown: reported); members by
-                                                 clusterIdentifier's dependency, else every cluster instance
+                                                 clusterIdentifier's value, else its dependency, else by name (cluster_members);
+                                                 a Global Database's secondary cluster is not judged
 pg-stat-statements                 check-known   parameters[shared_preload_libraries] (plain: checked; unknown: reported)
 pg-never-unsafe                    check-known   parameters[fsync, full_page_writes] (plain: checked; unknown: reported)
 pg-synchronous-commit              check-known   parameters[synchronous_commit] (plain: checked; unknown: reported)
@@ -899,7 +901,7 @@ def _settings_of(bucket: Res, resources: list[Res], typ: str) -> list[Res]:
     those that depend on it, else (dependencies not known) those named after the same component."""
     keys = {_known_str(bucket.partial("id")), _known_str(bucket.partial("bucket")), f"{bucket.name}-id"} - {None, ""}
     prefixes = {b.name: b.name.removesuffix("-bucket") + "-" for b in of_type(resources, BUCKET)}
-    prefix = prefixes.get(bucket.name, bucket.name.removesuffix("-bucket") + "-")
+    prefix = prefixes[bucket.name]
 
     def named_after(setting: Res) -> bool:
         """`<component>-<setting>` of this bucket, not of another whose name is longer (`<component>-replica-...`)."""

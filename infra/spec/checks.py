@@ -109,15 +109,21 @@ def _check_secondary_placement(spec: EnvironmentSpec, bad) -> None:
         return
     _network(placed.cidr, (*loc, "cidr"), bad)
     region = spec.secondary_region or ""
-    for i, subnet in enumerate(placed.subnets):
+    _check_subnets(placed.subnets, loc, region, f"the second region {region}", bad, "an RDS subnet group needs two")
+
+
+def _check_subnets(subnets, loc: tuple, region: str, where: str, bad, two_zones_why: str | None) -> None:
+    """Subnets (at `loc`) in `region` (`where` names it), each listed once, and with `two_zones_why`
+    (the reason they must) in two zones or more."""
+    zones = {s.availability_zone for s in subnets}
+    if two_zones_why and len(zones) < 2:
+        bad((*loc, "subnets"), f"cover {len(zones)} availability zone; expected subnets in at least 2 zones ({two_zones_why})")
+    for i, subnet in enumerate(subnets):
         if not subnet.availability_zone.startswith(region):
-            bad((*loc, "subnets", i, "availability_zone"), f"{show_value(subnet.availability_zone)} is not allowed; expected a zone of the second region {region}")
-    ids = [s.id for s in placed.subnets]
+            bad((*loc, "subnets", i, "availability_zone"), f"{show_value(subnet.availability_zone)} is not allowed; expected a zone of {where}")
+    ids = [s.id for s in subnets]
     if len(set(ids)) != len(ids):
         bad((*loc, "subnets"), "list a subnet twice; expected each subnet once")
-    zones = {s.availability_zone for s in placed.subnets}
-    if len(zones) < 2:
-        bad((*loc, "subnets"), f"cover {len(zones)} availability zone; expected subnets in at least 2 zones (an RDS subnet group needs two)")
 
 
 def check(spec: EnvironmentSpec, layered: Layered) -> list[SpecError]:
@@ -172,15 +178,8 @@ def _check_placement(spec: EnvironmentSpec, bad) -> None:
     training = placement.training_vpc
     if training is not None:
         network = _network(training.cidr, ("placement", "training_vpc", "cidr"), bad)
-        zones = {s.availability_zone for s in training.subnets}
-        if placement.tracking_vpc == "training" and len(zones) < 2:
-            bad(("placement", "training_vpc", "subnets"), f"cover {len(zones)} availability zone; expected subnets in at least 2 zones (an RDS subnet group and a load balancer need two)")
-        for i, subnet in enumerate(training.subnets):
-            if not subnet.availability_zone.startswith(spec.region):
-                bad(("placement", "training_vpc", "subnets", i, "availability_zone"), f"{show_value(subnet.availability_zone)} is not allowed; expected a zone of region {spec.region}")
-        ids = [s.id for s in training.subnets]
-        if len(set(ids)) != len(ids):
-            bad(("placement", "training_vpc", "subnets"), "list a subnet twice; expected each subnet once")
+        _check_subnets(training.subnets, ("placement", "training_vpc"), spec.region, f"region {spec.region}", bad,
+                       "an RDS subnet group and a load balancer need two" if placement.tracking_vpc == "training" else None)
         if placement.tracking_vpc == "training":
             for i, subnet in enumerate(training.subnets):
                 first = next(j for j, other in enumerate(training.subnets) if other.availability_zone == subnet.availability_zone)
